@@ -1,0 +1,1 @@
+"""jaxlvlm: LLaVA-style vision-language models in JAX/Flax."""
