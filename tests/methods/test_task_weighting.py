@@ -1,0 +1,142 @@
+"""EW, TLA, DWA, RLW and CoTBal weightings against plain numpy references."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlvlm.methods import task_weighting as tw
+
+T = 3
+
+
+def _batch(seed, B=6, L=5):
+    rng = np.random.default_rng(seed)
+    nll = rng.uniform(0.1, 3.0, (B, L)).astype(np.float32)
+    mask = (rng.uniform(size=(B, L)) > 0.3).astype(np.float32)
+    task = rng.integers(0, T, B).astype(np.int32)
+    return nll, mask, task
+
+
+def _np_token_loss(nll, mask, task, lam):
+    w = lam[task][:, None] * mask
+    return (w * nll).sum() / w.sum()
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _step(cfg, state, nll, mask, task, step):
+    loss, lam = tw.weighted_task_loss(cfg, state, nll, mask, task, step)
+    return loss, lam, tw.update_weighting_state(cfg, state, nll, mask, task, lam)
+
+
+def test_ew_is_token_mean():
+    cfg = tw.WeightingConfig("ew", T)
+    nll, mask, task = _batch(0)
+    loss, lam, state = _step(cfg, tw.init_weighting_state(cfg), nll, mask, task, 0)
+    np.testing.assert_allclose(loss, (nll * mask).sum() / mask.sum(), rtol=1e-6)
+    np.testing.assert_array_equal(lam, np.ones(T))
+    np.testing.assert_array_equal(state["task_weights"], np.ones(T))
+
+
+def test_tla_equals_mean_of_per_task_means():
+    cfg = tw.WeightingConfig("tla", T)
+    nll, mask, task = _batch(1)
+    task = np.array([0, 0, 0, 0, 2, 2], np.int32)  # task 1 absent from this batch
+    loss, lam, _ = _step(cfg, tw.init_weighting_state(cfg), nll, mask, task, 0)
+    means = [(nll * mask)[task == t].sum() / mask[task == t].sum() for t in (0, 2)]
+    np.testing.assert_allclose(loss, np.mean(means), rtol=1e-6)
+    n = [mask[task == t].sum() for t in range(T)]
+    np.testing.assert_allclose(lam, [sum(n) / (2 * n[0]), 1.0, sum(n) / (2 * n[2])], rtol=1e-6)
+
+
+def test_cotbal_uses_static_weights_and_keeps_them():
+    w = np.array([0.5, 1.0, 1.5], np.float32)
+    cfg = tw.WeightingConfig("cotbal", T)
+    state = tw.init_weighting_state(cfg, static_weights=w)
+    nll, mask, task = _batch(2)
+    loss, lam, state = _step(cfg, state, nll, mask, task, 3)
+    np.testing.assert_allclose(loss, _np_token_loss(nll, mask, task, w), rtol=1e-6)
+    np.testing.assert_array_equal(state["task_weights"], w)
+
+
+class _NumpyDWA:
+    """Plain re-statement of windowed DWA for the test."""
+
+    def __init__(self, window, temp):
+        self.window, self.temp = window, temp
+        self.sums, self.toks, self.steps = np.zeros(T), np.zeros(T), 0
+        self.hist = []  # list of (mean [T], valid [T]) for completed windows
+
+    def weights(self):
+        if len(self.hist) < 2:
+            return np.ones(T)
+        (m1, v1), (m2, v2) = self.hist[-1], self.hist[-2]
+        r = np.where(v1 & v2, m1 / np.where(v1 & v2, m2, 1), 1.0)
+        e = np.exp(r / self.temp - (r / self.temp).max())
+        return T * e / e.sum()
+
+    def update(self, nll, mask, task):
+        for t in range(T):
+            self.sums[t] += (nll * mask)[task == t].sum()
+            self.toks[t] += mask[task == t].sum()
+        self.steps += 1
+        if self.steps == self.window:
+            seen = self.toks > 0
+            self.hist.append((np.where(seen, self.sums / np.where(seen, self.toks, 1), 1.0), seen))
+            self.sums, self.toks, self.steps = np.zeros(T), np.zeros(T), 0
+
+
+def test_dwa_matches_numpy_over_windows():
+    cfg = tw.WeightingConfig("dwa", T, dwa_window=2, dwa_temperature=2.0)
+    ref = _NumpyDWA(2, 2.0)
+    state = tw.init_weighting_state(cfg)
+    for step in range(9):
+        nll, mask, task = _batch(10 + step)
+        nll = nll * (1.0 + 0.3 * task[:, None] * step)  # losses drift differently per task
+        if step == 4:
+            task = np.where(task == 1, 0, task).astype(np.int32)  # task 1 missing from one step
+        want_lam = ref.weights()
+        loss, lam, state = _step(cfg, state, nll, mask, task, step)
+        np.testing.assert_allclose(lam, want_lam, rtol=1e-5, err_msg=f"step {step}")
+        np.testing.assert_allclose(loss, _np_token_loss(nll, mask, task, want_lam), rtol=1e-5)
+        ref.update(nll, mask, task)
+    assert not np.allclose(lam, 1.0)  # the windows did kick in
+
+
+def test_rlw_draws_per_step_and_is_reproducible():
+    cfg = tw.WeightingConfig("rlw", T, seed=7)
+    state = tw.init_weighting_state(cfg)
+    nll, mask, task = _batch(3)
+    lam_a = [np.asarray(_step(cfg, state, nll, mask, task, s)[1]) for s in range(4)]
+    lam_b = [
+        np.asarray(_step(cfg, tw.init_weighting_state(cfg), nll, mask, task, s)[1])
+        for s in range(4)
+    ]
+    for s in range(4):
+        key = jax.random.fold_in(jax.random.PRNGKey(7), s)
+        z = np.asarray(jax.random.normal(key, (T,), jnp.float32))
+        e = np.exp(z - z.max())
+        np.testing.assert_allclose(lam_a[s], T * e / e.sum(), rtol=1e-6)
+        np.testing.assert_array_equal(lam_a[s], lam_b[s])
+    assert not np.allclose(lam_a[0], lam_a[1])
+
+
+def test_per_task_sums():
+    nll, mask, task = _batch(4)
+    loss_sum, tokens = tw.per_task_sums(nll, mask, task, T)
+    for t in range(T):
+        np.testing.assert_allclose(loss_sum[t], (nll * mask)[task == t].sum(), rtol=1e-6)
+        assert tokens[t] == mask[task == t].sum()
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="unknown task weighting 'foo'"):
+        tw.WeightingConfig("foo", 3)
+    with pytest.raises(ValueError, match="needs static_weights"):
+        tw.init_weighting_state(tw.WeightingConfig("cotbal", 3))
+    with pytest.raises(ValueError, match="run has 3 tasks"):
+        tw.init_weighting_state(tw.WeightingConfig("cotbal", 3), static_weights=np.ones(4))
+    with pytest.raises(ValueError, match="only used by 'cotbal'"):
+        tw.init_weighting_state(tw.WeightingConfig("ew", 3), static_weights=np.ones(3))
