@@ -1,0 +1,216 @@
+"""Shared config pieces: the full key schema with defaults, typed colon arguments, the test shrink.
+
+Every config file in configs/ starts from ``base_config()`` and changes values; it never adds keys
+(jaxlvlm.train.config_check rejects unknown keys and names them), except inside ``method``, which
+belongs to the method runner that reads it.
+
+Colon arguments: ``--config configs/demo.py:test,steps=5`` calls ``get_config('test,steps=5')``;
+``parse_arg`` turns that into typed values using the defaults a config file declares.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Peak matmul throughput of the 2-core development CPU in float32 (docs/ENVIRONMENT.md).
+CPU_PEAK_FLOPS = 215e9
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses 'flag,key=value,...' into a ConfigDict typed like ``defaults``.
+
+    A bare name sets a bool default to True ('test' -> test=True). Values are cast to the type of the
+    default (int, float, bool, str). Unknown names raise a ValueError listing the known ones.
+    """
+    out = ml_collections.ConfigDict(dict(defaults))
+    if not arg:
+        return out
+    for token in arg.split(","):
+        token = token.strip()
+        if not token:
+            continue
+        key, sep, raw = token.partition("=")
+        if key not in defaults:
+            raise ValueError(
+                f"config argument {key!r} is unknown; known arguments: {sorted(defaults)}"
+            )
+        default = defaults[key]
+        if not sep:
+            if not isinstance(default, bool):
+                raise ValueError(f"config argument {key!r} needs a value ({key}=...)")
+            out[key] = True
+            continue
+        if isinstance(default, bool):
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError(f"config argument {key}={raw!r}: expected true/false")
+            out[key] = lowered in ("true", "1")
+        elif isinstance(default, int):
+            out[key] = int(raw)
+        elif isinstance(default, float):
+            out[key] = float(raw)
+        else:
+            out[key] = raw
+    return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The complete schema of a jaxlvlm run with defaults (a small LVLM on the built-in suite)."""
+    c = ml_collections.ConfigDict()
+    c.mode = "train"  # a runner name: 'train', 'eval', or a method's runner
+    c.seed = 0
+    c.init_from = ""  # a converted checkpoint dir (tools/convert_checkpoint.py); '' = from scratch
+
+    # Model: jaxlvlm.models.config.LVLMConfig as nested dicts.
+    c.model = ml_collections.ConfigDict()
+    c.model.vision = dict(
+        style="clip",
+        image_size=32,
+        patch_size=8,
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=4,
+    )
+    c.model.text = dict(
+        arch="llama",
+        vocab_size=0,  # 0 = the tokenizer's vocabulary size
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        max_position_embeddings=512,
+    )
+    c.model.connector = "mlp2x_gelu"
+    c.model.connector_kwargs = {}
+    c.model.image_token_id = -1  # -1 = the tokenizer's '<image>' token id
+    c.model.vision_feature_layer = -1
+    c.model.vision_feature_select_strategy = "default"
+
+    # How the model runs: jaxlvlm.models.config.RuntimeConfig.
+    c.runtime = ml_collections.ConfigDict(
+        dict(
+            param_dtype="float32",
+            compute_dtype="float32",  # 'bfloat16' for mixed precision (fp32 master weights)
+            scan_layers=False,
+            remat_vision="none",
+            remat_text="none",
+            attention_backend="xla",
+        )
+    )
+
+    # Device mesh ('data', 'fsdp', 'tensor'); one entry may be -1. rules: () = DEFAULT_RULES of
+    # jaxlvlm.sharding, or a table of (logical_name, mesh_axis | (mesh_axes...) | None).
+    c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1), rules=()))
+
+    # Multi-host: jax.distributed.initialize when enabled; empty values are read from the env
+    # (JAXLVLM_COORDINATOR, JAXLVLM_NUM_PROCESSES, JAXLVLM_PROCESS_ID) or auto-detected on TPU pods.
+    c.distributed = ml_collections.ConfigDict(
+        dict(
+            enabled=False,
+            coordinator_address="",
+            num_processes=0,
+            process_id=-1,
+            cpu_collectives="",
+        )
+    )
+
+    # Data: the built-in suite by default.
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="builtin",  # 'builtin' | a TFDS array_record dir | a LLaVA JSON/JSONL file
+            image_root="",  # for LLaVA JSON sources
+            tokenizer="builtin",  # 'builtin' | an HF tokenizer dir | a .gguf file
+            families=("attribute", "counting", "spatial"),
+            domain="plain",
+            num_train_per_task=2000,
+            num_eval_per_task=50,
+            length_buckets=(64, 128),
+            max_images=1,
+            worker_count=0,
+            on_bad_sample="error",
+            max_bad_samples=0,
+        )
+    )
+
+    c.train = ml_collections.ConfigDict(
+        dict(
+            steps=100,
+            batch_size=16,  # global batch (all hosts)
+            grad_accum=1,  # micro-batches per step, scanned
+            log_every=10,
+            checkpoint_every=50,
+            keep_checkpoints=2,
+            eval_every=0,  # 0 = only at the end
+            halt_after_steps=0,  # >0: the process kills itself after that many steps (preemption drill)
+            loss="token_weighted_nll",  # a name in jaxlvlm.train.losses.LOSSES
+            peak_flops=CPU_PEAK_FLOPS,  # per device, for MFU
+            progress_bar=True,
+        )
+    )
+
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            lr=1e-3,
+            warmup_steps=10,
+            end_lr_ratio=0.1,  # cosine ends at lr * end_lr_ratio
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            weight_decay=0.0,
+            max_grad_norm=1.0,  # 0 = no clipping
+            # Regexes over parameter paths ('vision/...', 'connector/...', 'llm/...', 'lora/...'):
+            freeze=(),  # matching parameters get no update and no optimizer state
+            lr_groups=(),  # ((regex, lr), ...): first match wins; others use optim.lr
+        )
+    )
+
+    # LoRA on decoder projections through the model's low-rank hook.
+    c.lora = ml_collections.ConfigDict(
+        dict(enabled=False, targets=("q_proj", "v_proj"), rank=8, alpha=16.0)
+    )
+
+    c.eval = ml_collections.ConfigDict(
+        dict(batch_size=16, max_new_tokens=8, split="test", enabled=True)
+    )
+
+    # Method-specific settings: free-form, owned and validated by the method's runner.
+    c.method = ml_collections.ConfigDict()
+    return c
+
+
+def shrink_for_test(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The 'test' shrink: a tiny model and a 2-step run that compiles few shapes (CPU tests)."""
+    c.model.vision = dict(
+        style="clip",
+        image_size=16,
+        patch_size=8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=1,
+        num_heads=2,
+    )
+    c.model.text = dict(
+        arch="llama",
+        vocab_size=0,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=1,
+        max_position_embeddings=512,
+    )
+    c.data.num_train_per_task = 16
+    c.data.num_eval_per_task = 4
+    c.data.length_buckets = (128,)
+    c.train.steps = 2
+    c.train.batch_size = 8
+    c.train.log_every = 1
+    c.train.checkpoint_every = 2
+    c.train.eval_every = 0
+    c.train.progress_bar = False
+    c.optim.warmup_steps = 1
+    c.eval.batch_size = 8
+    c.eval.max_new_tokens = 4
+    return c
