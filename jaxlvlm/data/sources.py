@@ -1,0 +1,172 @@
+"""Random-access record sources (``len(src)``, ``src[i] -> record``) that Grain reads from.
+
+Each returns raw records per the contract in jaxlvlm/data/records.py; the pipeline validates them, so a
+source may raise ``BadSample`` from ``__getitem__`` (e.g. a missing image of a LLaVA JSON entry) and the
+pipeline's policy decides. ``location(i)`` names where sample i lives, for error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from jaxlvlm.data.bad_samples import BadSample
+from jaxlvlm.data.llava_json import iter_llava_entries, llava_entry_to_record
+
+
+class RecordSource(Protocol):
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+
+def source_location(source: Any, index: int) -> str:
+    """Where sample ``index`` of ``source`` lives ('name[index]' by default)."""
+    if hasattr(source, "location"):
+        return source.location(index)
+    return f"{type(source).__name__}[{index}]"
+
+
+class ListSource:
+    """Records held in memory (generated on the fly, or read from a small file)."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], name: str = "records"):
+        self._records = list(records)
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._records[index]
+
+    def location(self, index: int) -> str:
+        return f"{self.name}[{index}]"
+
+
+class SubsetSource:
+    """The samples ``indices`` of a parent source (a client partition, a selected pool subset).
+
+    ``parent_index(i)`` maps back to the parent, so sample_index in batches can refer to the parent.
+    """
+
+    def __init__(self, parent: Any, indices: Sequence[int] | np.ndarray, name: str | None = None):
+        self.parent = parent
+        self.indices = np.asarray(indices, np.int64)
+        if self.indices.ndim != 1:
+            raise ValueError("SubsetSource indices must be 1-D")
+        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(parent)):
+            raise IndexError(f"SubsetSource indices out of range [0, {len(parent)})")
+        self.name = name or f"subset({getattr(parent, 'name', type(parent).__name__)})"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.parent[int(self.indices[index])]
+
+    def parent_index(self, index: int) -> int:
+        return int(self.indices[index])
+
+    def location(self, index: int) -> str:
+        return source_location(self.parent, int(self.indices[index]))
+
+
+class LlavaJsonSource:
+    """A LLaVA JSON/JSONL file read lazily: entries parsed once, images read when a sample is asked for.
+
+    A malformed line or a bad image surfaces as ``BadSample`` from ``__getitem__`` with file and line.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        image_root: str | os.PathLike,
+        check_images: bool = False,
+        default_task: str = "default",
+    ):
+        self._entries = list(iter_llava_entries(path))
+        self.image_root = image_root
+        self.check_images = check_images
+        self.default_task = default_task
+        self.name = str(path)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        location, entry = self._entries[index]
+        if isinstance(entry, BadSample):
+            raise entry
+        return llava_entry_to_record(
+            entry, self.image_root, location, self.check_images, self.default_task
+        )
+
+    def location(self, index: int) -> str:
+        return self._entries[index][0]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def decode_stored_record(example: dict[str, Any]) -> dict[str, Any]:
+    """A record as stored by jaxlvlm.data.tfds_builder (bytes fields, JSON conversations) -> a record."""
+    try:
+        conversations = json.loads(_text(example["conversations"]))
+    except json.JSONDecodeError as e:
+        raise BadSample(
+            "malformed_record",
+            _text(example.get("id", "?")),
+            f"stored conversations are not JSON: {e}",
+        ) from e
+    return {
+        "id": _text(example["id"]),
+        "index": int(example["index"]),
+        "images": [bytes(b) for b in example["images"]],
+        "conversations": conversations,
+        "task": _text(example["task"]),
+        "answer": _text(example["answer"]),
+        "scorer": _text(example["scorer"]),
+    }
+
+
+class TfdsSource:
+    """An array_record dataset written by jaxlvlm.data.tfds_builder, read with tfds (no TensorFlow).
+
+    ``path`` is the dataset's version directory (<data_dir>/<builder>/<config>/<version>), or use
+    ``jaxlvlm.data.tfds_builder.open_tfds_source(data_dir, name, split)``. tfds returns records in a
+    shuffled but fixed order; each keeps its stable 'id' and 'index' (position at write time).
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str):
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder_from_directory(str(path))
+        if split not in builder.info.splits:
+            raise KeyError(f"{path}: no split {split!r}; it has {sorted(builder.info.splits)}")
+        self._source = builder.as_data_source(split=split)
+        self.name = f"{builder.info.full_name}:{split}"
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return decode_stored_record(self._source[index])
+
+    def location(self, index: int) -> str:
+        return f"{self.name}[{index}]"
+
+
+def builtin_source(
+    family: str, split: str, num: int, seed: int, domain: str = "plain", image_size: int = 32
+) -> ListSource:
+    """The built-in suite's records generated on the fly (jaxlvlm.data.builtin.make_records)."""
+    from jaxlvlm.data.builtin import make_records
+
+    records = make_records(family, split, num, seed, domain=domain, image_size=image_size)
+    return ListSource(records, name=f"builtin/{family}/{domain}/{split}")

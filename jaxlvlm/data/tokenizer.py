@@ -1,0 +1,69 @@
+"""Loading a tokenizer with a chat template: a transformers directory, a GGUF file, or 'builtin'.
+
+``load_tokenizer(spec)``:
+  - 'builtin': the built-in suite's BPE tokenizer (jaxlvlm.data.builtin.builtin_tokenizer_path()).
+  - a directory: ``transformers.AutoTokenizer.from_pretrained(dir)`` (tokenizer.json + tokenizer_config.json).
+  - a '.gguf' file: the tokenizer stored in the file (jaxlvlm.convert.gguf_tokenizer.load_gguf_tokenizer,
+    falling back to transformers' own GGUF reader when that module is not available).
+The pipeline needs a fast tokenizer (offset mappings) and a chat template; both are checked here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+
+def _load_gguf(path: Path) -> PreTrainedTokenizerBase:
+    try:
+        from jaxlvlm.convert.gguf_tokenizer import load_gguf_tokenizer
+    except ImportError:
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    return load_gguf_tokenizer(str(path))
+
+
+def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """Loads a fast tokenizer with a chat template from 'builtin', a directory or a .gguf file.
+
+    Raises:
+      FileNotFoundError for a path that does not exist; ValueError if the tokenizer is not a fast
+      tokenizer or has no chat template (say which file to fix).
+    """
+    spec = str(spec)
+    if spec == "builtin":
+        from jaxlvlm.data.builtin import builtin_tokenizer_path
+
+        spec = builtin_tokenizer_path()
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".gguf":
+        tokenizer = _load_gguf(path)
+    elif path.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    else:
+        raise FileNotFoundError(
+            f"tokenizer {spec!r}: expected 'builtin', a transformers tokenizer directory or a .gguf file"
+        )
+    check_tokenizer(tokenizer, spec)
+    return tokenizer
+
+
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str = "tokenizer") -> None:
+    """Raises ValueError unless the tokenizer is fast (offsets) and has a chat template."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"{name}: the data pipeline needs a fast tokenizer (tokenizer.json) for offset mappings"
+        )
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"{name}: the tokenizer has no chat template; add 'chat_template' to tokenizer_config.json"
+        )
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id used for padding positions (they are masked out; the id only needs to be valid)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
