@@ -30,7 +30,9 @@ class VisionConfig:
     num_layers: int = 2
     num_heads: int = 4
     layer_norm_eps: float = 1e-5
-    hidden_act: str = ""  # '' = the style's default ('quick_gelu' for clip, 'gelu_pytorch_tanh' for siglip)
+    hidden_act: str = (
+        ""  # '' = the style's default ('quick_gelu' for clip, 'gelu_pytorch_tanh' for siglip)
+    )
 
     @property
     def num_patches(self) -> int:
@@ -150,3 +152,38 @@ def lvlm_config_from_dict(d: dict[str, Any]) -> LVLMConfig:
 
 def runtime_config_from_dict(d: dict[str, Any] | None) -> RuntimeConfig:
     return _from_dict(RuntimeConfig, d)
+
+
+ModelConfig = LVLMConfig | TextConfig | VisionConfig
+_KINDS: dict[str, type] = {"lvlm": LVLMConfig, "text": TextConfig, "vision": VisionConfig}
+
+
+def _plain(cfg) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            v = _plain(v)
+        elif f.name in ("rope_scaling", "connector_kwargs") and v is not None:
+            v = dict(v)
+        out[f.name] = v
+    return out
+
+
+def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """A model config as JSON-able nested dicts, tagged with ``kind`` ('lvlm' | 'text' | 'vision')."""
+    kind = next((k for k, cls in _KINDS.items() if isinstance(cfg, cls)), None)
+    if kind is None:
+        raise TypeError(f"not a model config: {type(cfg).__name__}; expected one of {list(_KINDS)}")
+    return {"kind": kind, **_plain(cfg)}
+
+
+def config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """Inverse of ``config_to_dict``; an untagged dict is read as an LVLMConfig."""
+    d = dict(d)
+    kind = d.pop("kind", "lvlm")
+    if kind not in _KINDS:
+        raise KeyError(f"unknown model config kind '{kind}'; expected one of {list(_KINDS)}")
+    if kind == "lvlm":
+        return lvlm_config_from_dict(d)
+    return _from_dict(_KINDS[kind], d)

@@ -17,22 +17,15 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxlvlm.models.activations import get_activation
+from jaxlvlm.models.attention import attend
 from jaxlvlm.models.config import RuntimeConfig, VisionConfig
+from jaxlvlm.models.decoder_layer import remat_policy
 
 _KERNEL_INIT = nn.initializers.normal(stddev=0.02)
 
 
 def _lp(init, names):
     return nn.with_logical_partitioning(init, names)
-
-
-def remat_policy(name: str):
-    """Maps a RuntimeConfig remat name to a jax.checkpoint policy (None = save nothing)."""
-    if name == "full":
-        return None
-    if name == "dots":
-        return jax.checkpoint_policies.dots_with_no_batch_dims_saveable
-    raise ValueError(f"unknown remat policy '{name}'; use 'none', 'full' or 'dots'")
 
 
 def _layer_norm(cfg: VisionConfig, runtime: RuntimeConfig, name: str) -> nn.LayerNorm:
@@ -45,18 +38,6 @@ def _layer_norm(cfg: VisionConfig, runtime: RuntimeConfig, name: str) -> nn.Laye
         bias_init=_lp(nn.initializers.zeros, ("norm",)),
         name=name,
     )
-
-
-def _bidirectional_attention(q: jax.Array, k: jax.Array, v: jax.Array, backend: str) -> jax.Array:
-    """Full (unmasked) attention. q, k, v: [M, T, H, hd] -> [M, T, H, hd]."""
-    scale = q.shape[-1] ** -0.5
-    if backend == "cudnn":
-        return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation="cudnn")
-    if backend != "xla":
-        raise ValueError(f"unknown attention backend '{backend}'; use 'xla' or 'cudnn'")
-    scores = jnp.einsum("mqhd,mkhd->mhqk", q, k, preferred_element_type=jnp.float32) * scale
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("mhqk,mkhd->mqhd", probs, v)
 
 
 class ViTAttention(nn.Module):
@@ -81,7 +62,7 @@ class ViTAttention(nn.Module):
         q = proj(name="q_proj")(x)
         k = proj(name="k_proj")(x)
         v = proj(name="v_proj")(x)
-        o = _bidirectional_attention(q, k, v, rt.attention_backend)
+        o = attend(q, k, v, None, causal=False, backend=rt.attention_backend)
         return nn.DenseGeneral(
             features=cfg.hidden_size,
             axis=(-2, -1),
