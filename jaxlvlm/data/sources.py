@@ -170,3 +170,47 @@ def builtin_source(
 
     records = make_records(family, split, num, seed, domain=domain, image_size=image_size)
     return ListSource(records, name=f"builtin/{family}/{domain}/{split}")
+
+
+def source_from_spec(spec: dict[str, Any], seed: int, image_size: int) -> Any:
+    """A source spec (plain dict from the config) -> a record source.
+
+    {'type': 'builtin', 'family', 'split', 'num', 'domain'='plain', 'seed'=<run seed>, 'image_size'}
+    {'type': 'tfds', 'data_dir', 'name', 'split'}            (written by tools/import_llava_data.py)
+    {'type': 'llava_json', 'path', 'image_root', 'check_images'=False, 'default_task'='default'}
+    Keys 'task' and 'weight' are read by the pipeline, not here. Unknown keys are an error.
+    """
+    spec = dict(spec)
+    kind = spec.pop("type", None)
+    spec.pop("task", None)
+    spec.pop("weight", None)
+    if kind not in ("builtin", "tfds", "llava_json"):
+        raise ValueError(
+            f"data source type {kind!r}: expected 'builtin', 'tfds' or 'llava_json' ({spec})"
+        )
+    try:
+        if kind == "builtin":
+            source = builtin_source(
+                spec.pop("family"),
+                spec.pop("split"),
+                int(spec.pop("num")),
+                int(spec.pop("seed", seed)),
+                domain=spec.pop("domain", "plain"),
+                image_size=int(spec.pop("image_size", image_size)),
+            )
+        elif kind == "tfds":
+            from jaxlvlm.data.tfds_builder import open_tfds_source
+
+            source = open_tfds_source(spec.pop("data_dir"), spec.pop("name"), spec.pop("split"))
+        else:
+            source = LlavaJsonSource(
+                spec.pop("path"),
+                spec.pop("image_root"),
+                bool(spec.pop("check_images", False)),
+                spec.pop("default_task", "default"),
+            )
+    except KeyError as e:
+        raise KeyError(f"data source spec of type {kind!r} is missing key {e}") from None
+    if spec:
+        raise KeyError(f"data source spec of type {kind!r}: unknown keys {sorted(spec)}")
+    return source
