@@ -1,0 +1,162 @@
+"""Grouped-query self-attention of the decoder: one attention function with a backend switch, and the
+attention block (q/k/v/o projections with optional bias, RoPE, KV-cache step, low-rank hooks)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxlvlm.models.config import RuntimeConfig, TextConfig
+from jaxlvlm.models.kv_cache import write_token
+from jaxlvlm.models.lowrank import LowRankFactors
+from jaxlvlm.models.projection import Projection
+from jaxlvlm.models.rope import apply_rope
+
+ATTENTION_BACKENDS = ("xla", "cudnn")
+# Large finite negative instead of -inf: a row whose keys are all masked (a padding row) then gets a
+# uniform softmax instead of NaNs that would survive a zero loss mask (NaN * 0 = NaN).
+_MASKED = -1e30
+
+
+def attend(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    key_mask: jax.Array | None = None,
+    *,
+    causal: bool,
+    backend: str = "xla",
+) -> jax.Array:
+    """Scaled dot-product attention with grouped KV heads.
+
+    q: [B, Lq, H, D]; k, v: [B, Lk, K, D] with H a multiple of K (query head h reads kv head h // (H/K));
+    key_mask: [B, Lk] bool, True = visible key (for 'cudnn' it must be a prefix of ones per row, i.e. right
+    padding, as it is turned into key lengths); causal: query i sees keys j <= i (needs Lq == Lk).
+    Returns [B, Lq, H, D] in q's dtype.
+
+    'xla': einsum attention with the softmax in float32; kv heads are shared by grouping the query heads,
+    not by repeating k/v in memory. 'cudnn': jax.nn.dot_product_attention(implementation='cudnn') (GPU,
+    bfloat16/float16 only).
+    """
+    if q.shape[2] % k.shape[2]:
+        raise ValueError(f"query heads {q.shape[2]} are not a multiple of kv heads {k.shape[2]}")
+    if causal and q.shape[1] != k.shape[1]:
+        raise ValueError(
+            f"causal attention needs as many queries as keys, got {q.shape[1]} / {k.shape[1]}"
+        )
+    if backend == "xla":
+        return _einsum_attention(q, k, v, key_mask, causal)
+    if backend == "cudnn":
+        if q.dtype not in (jnp.bfloat16, jnp.float16):
+            raise ValueError(
+                f"attention_backend 'cudnn' needs bfloat16/float16 compute, got {q.dtype}; set "
+                "RuntimeConfig.compute_dtype='bfloat16' or attention_backend='xla'"
+            )
+        return fused_attention(q, k, v, key_mask, causal, implementation="cudnn")
+    raise ValueError(
+        f"attention backend '{backend}' is unknown; choose from {list(ATTENTION_BACKENDS)}"
+    )
+
+
+def _einsum_attention(q, k, v, key_mask, causal):
+    b, lq, h, d = q.shape
+    lk, kv = k.shape[1], k.shape[2]
+    qg = q.reshape(b, lq, kv, h // kv, d)
+    scores = jnp.einsum("bqkgd,btkd->bkgqt", qg, k, preferred_element_type=jnp.float32)
+    scores = scores * (d**-0.5)
+    mask = jnp.ones((1, 1, 1, lq, lk), dtype=bool)
+    if key_mask is not None:
+        mask = mask & key_mask.astype(bool)[:, None, None, None, :]
+    if causal:
+        mask = mask & jnp.tril(jnp.ones((lq, lk), dtype=bool))[None, None, None]
+    scores = jnp.where(mask, scores, _MASKED)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgqt,btkd->bqkgd", probs, v)
+    return out.reshape(b, lq, h, d)
+
+
+def fused_attention(q, k, v, key_mask, causal, implementation: str | None):
+    """jax.nn.dot_product_attention with right-padding key lengths (the 'cudnn' backend's path; on CPU
+    ``implementation='xla'`` runs the same arguments, which is how tests check them)."""
+    lengths = None
+    if key_mask is not None:
+        # At least one key per row, so an all-padding row cannot produce NaNs in the fused kernel.
+        lengths = jnp.maximum(jnp.sum(key_mask.astype(jnp.int32), axis=-1), 1)
+    return jax.nn.dot_product_attention(
+        q,
+        k,
+        v,
+        is_causal=causal,
+        key_value_seq_lengths=lengths,
+        implementation=implementation,
+    )
+
+
+def qkv_bias(cfg: TextConfig) -> bool:
+    """Whether q/k/v projections have a bias (Qwen2; Llama with attention_bias)."""
+    return cfg.arch == "qwen2" or cfg.attention_bias
+
+
+def o_bias(cfg: TextConfig) -> bool:
+    """Whether o_proj has a bias: Llama's attention_bias covers o_proj too, Qwen2's never does."""
+    return cfg.arch == "llama" and cfg.attention_bias
+
+
+class SelfAttention(nn.Module):
+    """Causal GQA self-attention with RoPE.
+
+    Training / prefill (cache_kv None): x [B, L, C] attends causally within itself under key_mask [B, L];
+    returns (y [B, L, C], (k, v) [B, L, K, D] each, for the cache).
+    Decode (cache_kv = this layer's (k, v) [B, T, K, D], cache_index [B]): x [B, 1, C] is written at slot
+    cache_index[b] and attends to the slots key_mask [B, T] marks; returns (y [B, 1, C], (k, v)
+    [B, K, D] each, the new token's entries).
+    """
+
+    config: TextConfig
+    runtime: RuntimeConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        sin: jax.Array,
+        cos: jax.Array,
+        key_mask: jax.Array | None,
+        lowrank: dict[str, LowRankFactors],
+        cache_kv: tuple[jax.Array, jax.Array] | None = None,
+        cache_index: jax.Array | None = None,
+    ):
+        cfg, rt = self.config, self.runtime
+        c, h, kv, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim
+        dt, pdt = jnp.dtype(rt.compute_dtype), jnp.dtype(rt.param_dtype)
+
+        def proj(name, in_shape, out_shape, in_names, out_names, bias):
+            return Projection(in_shape, out_shape, in_names, out_names, bias, dt, pdt, name=name)
+
+        bias = qkv_bias(cfg)
+        q = proj("q_proj", (c,), (h, d), ("embed",), ("heads", "head_dim"), bias)(
+            x, lowrank.get("q_proj")
+        )
+        k = proj("k_proj", (c,), (kv, d), ("embed",), ("kv_heads", "head_dim"), bias)(
+            x, lowrank.get("k_proj")
+        )
+        v = proj("v_proj", (c,), (kv, d), ("embed",), ("kv_heads", "head_dim"), bias)(
+            x, lowrank.get("v_proj")
+        )
+        q = apply_rope(q, sin, cos)
+        k = apply_rope(k, sin, cos)
+        if cache_kv is None:
+            out = attend(q, k, v, key_mask, causal=True, backend=rt.attention_backend)
+            new_kv = (k, v)
+        else:
+            keys = write_token(cache_kv[0], k[:, 0], cache_index)
+            values = write_token(cache_kv[1], v[:, 0], cache_index)
+            # One query against the cache is a memory-bound matrix-vector product: the einsum path
+            # serves every backend here.
+            out = attend(q, keys, values, key_mask, causal=False, backend="xla")
+            new_kv = (k[:, 0], v[:, 0])
+        y = proj("o_proj", (h, d), (c,), ("heads", "head_dim"), ("embed",), o_bias(cfg))(
+            out, lowrank.get("o_proj")
+        )
+        return y, new_kv

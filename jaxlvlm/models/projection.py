@@ -1,0 +1,74 @@
+"""A linear projection with logical axis names on its kernel and the low-rank hook built in."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxlvlm.models.lowrank import LowRankFactors, lowrank_delta
+
+
+class Projection(nn.Module):
+    """y = x . kernel (+ bias) (+ low-rank delta), contracting x's trailing ``in_shape`` dims.
+
+    kernel: in_shape + out_shape (e.g. [C, heads, head_dim] for q_proj, [heads, head_dim, C] for
+    o_proj), logical names in_names + out_names; bias: out_shape.
+    x [B, S, *in_shape] -> y [B, S, *out_shape] in ``dtype`` (float32 with ``float32_output``).
+    """
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_names: tuple[str, ...]
+    out_names: tuple[str, ...]
+    use_bias: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    float32_output: bool = False  # the LM head: logits accumulated and returned in float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, lowrank: LowRankFactors | None = None) -> jax.Array:
+        n_in = len(self.in_shape)
+        n_out = len(self.out_shape)
+        init = nn.initializers.variance_scaling(
+            1.0,
+            "fan_in",
+            "truncated_normal",
+            in_axis=tuple(range(n_in)),
+            out_axis=tuple(range(n_in, n_in + n_out)),
+        )
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(init, self.in_names + self.out_names),
+            self.in_shape + self.out_shape,
+            self.param_dtype,
+        )
+        if tuple(x.shape[-n_in:]) != tuple(self.in_shape):
+            raise ValueError(f"{self.name}: input {x.shape} does not end in {self.in_shape}")
+        x = x.astype(self.dtype)
+        batch_nd = x.ndim - n_in
+        contract = (tuple(range(batch_nd, x.ndim)), tuple(range(n_in)))
+        y = jax.lax.dot_general(
+            x,
+            kernel.astype(self.dtype),
+            (contract, ((), ())),
+            preferred_element_type=jnp.float32 if self.float32_output else None,
+        )
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(nn.initializers.zeros, self.out_names),
+                self.out_shape,
+                self.param_dtype,
+            )
+            y = y + bias.astype(y.dtype)
+        if lowrank is not None:
+            d_in = math.prod(self.in_shape)
+            lead = x.shape[:batch_nd]
+            flat = x.reshape(lead[0], -1, d_in)
+            delta = lowrank_delta(flat, lowrank).reshape(y.shape)
+            y = y + delta.astype(y.dtype)
+        return y
