@@ -1,8 +1,9 @@
-"""Shared config pieces: the full key schema with defaults, typed colon arguments, the test shrink.
+"""The config schema: every key of a run with its default, typed colon arguments, the test shrink.
 
-Every config file in configs/ starts from ``base_config()`` and changes values; it never adds keys
-(jaxlvlm.train.config_check rejects unknown keys and names them), except inside ``method``, which
-belongs to the method runner that reads it.
+It lives in the package so validation works wherever jaxlvlm is installed; configs/common.py
+re-exports it for config files. Every config file starts from ``base_config()`` and changes values;
+it never adds keys (jaxlvlm.train.config_check rejects unknown keys and names them), except inside
+``method``, which belongs to the method's runner that reads it.
 
 Colon arguments: ``--config configs/demo.py:test,steps=5`` calls ``get_config('test,steps=5')``;
 ``parse_arg`` turns that into typed values using the defaults a config file declares.

@@ -1,0 +1,272 @@
+"""Named phases of a run before the loop: mesh, model config, model, train state (born sharded).
+
+Parameters are initialised through ``jax.eval_shape`` (no memory) to learn their shapes and logical
+axes, then created by a jitted init with ``out_shardings``: no device ever holds the full model
+unless the rules say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from jaxlvlm import sharding as shd
+from jaxlvlm.data import batch as B
+from jaxlvlm.models.config import (
+    LVLMConfig,
+    RuntimeConfig,
+    TextConfig,
+    lvlm_config_from_dict,
+    runtime_config_from_dict,
+)
+from jaxlvlm.train.lora import init_lora, lora_to_lowrank
+from jaxlvlm.train.optimizer import frozen_mask, make_optimizer
+from jaxlvlm.train.shardings import opt_state_shardings, replicated_like
+from jaxlvlm.train.state import TrainState
+from jaxlvlm.train.step import make_train_step
+
+
+def mesh_from_config(config) -> tuple[Mesh, tuple]:
+    """The ('data', 'fsdp', 'tensor') mesh over all global devices, and the logical-axis rules."""
+    mesh = shd.make_mesh(tuple(config.mesh.shape))
+    rules = shd.rules_from_config(list(config.mesh.rules) or None)
+    return mesh, rules
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def model_config_from(config, tokenizer=None) -> LVLMConfig:
+    """LVLMConfig from ``config.model``; vocab_size 0 and image_token_id -1 are taken from the
+    tokenizer (the vocabulary is rounded up to a multiple of 64 so it shards evenly)."""
+    m = config.model.to_dict()
+    text = dict(m.pop("text"))
+    if text.get("vocab_size", 0) <= 0:
+        if tokenizer is None:
+            raise ValueError("config.model.text.vocab_size=0 needs a tokenizer to take it from")
+        text["vocab_size"] = _round_up(len(tokenizer), 64)
+    if m.get("image_token_id", -1) < 0:
+        if tokenizer is None:
+            raise ValueError("config.model.image_token_id=-1 needs a tokenizer to take it from")
+        tid = tokenizer.convert_tokens_to_ids("<image>")
+        if tid is None or tid == tokenizer.unk_token_id:
+            raise ValueError(
+                "the tokenizer has no '<image>' token; set config.model.image_token_id explicitly"
+            )
+        m["image_token_id"] = int(tid)
+    m["text"] = text
+    return lvlm_config_from_dict(m)
+
+
+def runtime_from(config) -> RuntimeConfig:
+    return runtime_config_from_dict(config.runtime.to_dict())
+
+
+def build(cfg: LVLMConfig | TextConfig, runtime: RuntimeConfig) -> nn.Module:
+    from jaxlvlm.models import build_model
+
+    return build_model(cfg, runtime=runtime)
+
+
+def dummy_inputs(cfg: LVLMConfig | TextConfig, length: int = 8) -> dict:
+    """Smallest inputs that trace every parameter (one image slot for an LVLM)."""
+    ids = jnp.zeros((1, length), jnp.int32)
+    out = {"input_ids": ids, "attention_mask": jnp.ones_like(ids)}
+    if isinstance(cfg, LVLMConfig):
+        v = cfg.vision
+        out["pixel_values"] = jnp.zeros((1, 1, v.image_size, v.image_size, 3), jnp.float32)
+        out["num_images"] = jnp.zeros((1,), jnp.int32)
+    return out
+
+
+def make_forward(model: nn.Module, lora_alpha: float) -> Callable:
+    """forward(params, lora, batch, method_state, rng) -> logits [B, L, V] float32."""
+
+    def forward(params, lora, batch, method_state, rng):
+        del method_state, rng
+        lowrank = None
+        if lora:
+            rank = next(iter(lora.values()))["a"].shape[-1]
+            lowrank = lora_to_lowrank(lora, lora_alpha, rank)
+        kwargs = {}
+        if B.PIXEL_VALUES in batch:
+            kwargs = {"pixel_values": batch[B.PIXEL_VALUES], "num_images": batch[B.NUM_IMAGES]}
+        return model.apply(
+            {"params": params},
+            batch[B.INPUT_IDS],
+            batch[B.ATTENTION_MASK],
+            lowrank=lowrank,
+            **kwargs,
+        )
+
+    return forward
+
+
+@dataclasses.dataclass
+class StateSetup:
+    """What the loop needs about the state: the state, its shardings, the optimizer pieces."""
+
+    state: TrainState
+    shardings: TrainState
+    labels: Any
+    tx: Any
+    schedule: Any
+
+    @property
+    def abstract(self) -> TrainState:
+        return jax.tree_util.tree_map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+            self.state,
+            self.shardings,
+        )
+
+
+def init_train_state(
+    model: nn.Module,
+    cfg: LVLMConfig | TextConfig,
+    config,
+    mesh: Mesh,
+    rules,
+    *,
+    method_state: dict | None = None,
+    params: Any = None,
+) -> StateSetup:
+    """Creates the train state sharded over ``mesh``.
+
+    params: optional pretrained parameters (e.g. from ``load_converted``); otherwise the model's
+    own init with ``config.seed``. method_state: initial method state (host arrays; replicated).
+    """
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, lora_rng, state_rng = jax.random.split(rng, 3)
+    inputs = dummy_inputs(cfg)
+    boxed = jax.eval_shape(lambda r: model.init(r, **inputs), init_rng)["params"]
+    with mesh:
+        param_shardings = shd.params_sharding(boxed, mesh, rules)
+    abstract_params = nn.meta.unbox(boxed)
+    text = cfg.text if isinstance(cfg, LVLMConfig) else cfg
+    lora_on = bool(config.lora.enabled)
+
+    def make_lora(r):
+        return init_lora(r, text, list(config.lora.targets), config.lora.rank) if lora_on else {}
+
+    abstract_lora = jax.eval_shape(make_lora, lora_rng)
+    trainable = {"params": abstract_params, "lora": abstract_lora}
+    tx, labels, schedule = make_optimizer(trainable, config.optim, config.train.steps)
+    trainable_shardings = {
+        "params": param_shardings,
+        "lora": replicated_like(abstract_lora, mesh),
+    }
+    abstract_opt = jax.eval_shape(tx.init, trainable)
+    method_state = jax.tree_util.tree_map(jnp.asarray, method_state or {})
+    rep = shd.replicated(mesh)
+    shardings = TrainState(
+        step=rep,
+        params=param_shardings,
+        lora=trainable_shardings["lora"],
+        opt_state=opt_state_shardings(abstract_opt, trainable_shardings, mesh),
+        rng=rep,
+        method_state=replicated_like(method_state, mesh),
+    )
+
+    def create(p, ms):
+        if p is None:
+            p = nn.meta.unbox(model.init(init_rng, **inputs)["params"])
+        lora = make_lora(lora_rng)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=p,
+            lora=lora,
+            opt_state=tx.init({"params": p, "lora": lora}),
+            rng=state_rng,
+            method_state=ms,
+        )
+
+    with mesh, nn.logical_axis_rules(list(rules)):
+        if params is None:
+            state = jax.jit(lambda ms: create(None, ms), out_shardings=shardings)(method_state)
+        else:
+            _check_params(params, abstract_params)
+            state = jax.jit(create, out_shardings=shardings, donate_argnums=(0,))(
+                params, method_state
+            )
+    return StateSetup(state=state, shardings=shardings, labels=labels, tx=tx, schedule=schedule)
+
+
+def _check_params(params: Any, abstract: Any) -> None:
+    got = jax.tree_util.tree_flatten_with_path(params)[0]
+    want = dict(jax.tree_util.tree_flatten_with_path(abstract)[0])
+    got_d = dict(got)
+    missing = [jax.tree_util.keystr(k) for k in want if k not in got_d]
+    extra = [jax.tree_util.keystr(k) for k in got_d if k not in want]
+    if missing or extra:
+        raise ValueError(
+            f"init_from parameters do not fit the model: missing {missing[:5]}, unexpected "
+            f"{extra[:5]}; is config.model the architecture of the converted checkpoint?"
+        )
+    for k, v in got:
+        if tuple(v.shape) != tuple(want[k].shape):
+            raise ValueError(
+                f"init_from parameter {jax.tree_util.keystr(k)} has shape {tuple(v.shape)}, the "
+                f"model expects {tuple(want[k].shape)}"
+            )
+
+
+def jit_train_step(
+    model: nn.Module,
+    setup: StateSetup,
+    config,
+    mesh: Mesh,
+    rules,
+    num_tasks: int,
+    *,
+    loss_fn: Callable | None = None,
+    forward_fn: Callable | None = None,
+) -> Callable:
+    """The jitted ``train_step(state, batch)`` with state shardings in and out, the batch sharded
+    over ('data', 'fsdp'), metrics replicated and the old state donated."""
+    from jaxlvlm.train.losses import get_loss
+
+    step = make_train_step(
+        forward_fn or make_forward(model, config.lora.alpha),
+        setup.tx,
+        frozen_mask(setup.labels),
+        num_tasks=num_tasks,
+        grad_accum=config.train.grad_accum,
+        loss_fn=loss_fn or get_loss(config.train.loss),
+        schedule=setup.schedule,
+    )
+    compiled: dict[tuple, Callable] = {}
+    rep = shd.replicated(mesh)
+
+    def run(state: TrainState, batch: dict):
+        key = tuple(sorted((k, np.ndim(v)) for k, v in batch.items()))
+        if key not in compiled:
+            batch_sh = {k: shd.batch_sharding(mesh, nd) for k, nd in key}
+            compiled[key] = jax.jit(
+                step,
+                in_shardings=(setup.shardings, batch_sh),
+                out_shardings=(setup.shardings, rep),
+                donate_argnums=(0,),
+            )
+        with mesh, nn.logical_axis_rules(list(rules)):
+            return compiled[key](state, batch)
+
+    return run
+
+
+def log_devices(mesh: Mesh) -> None:
+    logging.info(
+        "mesh %s over %d devices (%d processes)",
+        dict(mesh.shape),
+        mesh.devices.size,
+        jax.process_count(),
+    )
