@@ -218,3 +218,48 @@ def test_bad_config():
         pp.PoolConfig(pool_size=3, top_m=4)
     with pytest.raises(ValueError, match="snapshot_entries"):
         pp.PoolConfig(pool_size=3, top_m=1, snapshot_entries=5)
+
+
+def test_pool_in_the_decoder_equals_the_materialised_o_proj_delta():
+    """The pool through the model's hook == adding the dense delta to each layer's o_proj kernel."""
+    from jaxlvlm.models.config import RuntimeConfig, TextConfig
+    from jaxlvlm.models.decoder import CausalLM
+    from jaxlvlm.models.lowrank import validate_lowrank
+
+    text = TextConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4
+    )
+    cfg = pp.PoolConfig(
+        pool_size=5, top_m=2, rank=2, embed_dim=6, num_layers=2, d_in=32, d_out=32, max_tasks=2
+    )
+    model = CausalLM(config=text, runtime=RuntimeConfig())
+    ids = jnp.arange(1, 13, dtype=jnp.int32)[None] % 64
+    params = model.init(jax.random.PRNGKey(0), ids)["params"]
+    pool = _pool_with_nonzero_b(7, cfg)
+    pool["b"] = pool["b"] * 0.1
+    mem = pp.accumulate_coefficients(pp.init_memory(cfg), jnp.array([[0.2, 0.0, 0.8, 0.0, 0.0]]))
+    mem = pp.end_of_task_snapshot(_pool_with_nonzero_b(8, cfg), mem, cfg)
+    e = jax.random.normal(jax.random.PRNGKey(9), (1, 6))
+    idx, w, _ = pp.select_pool_entries(e, pool["keys"], cfg.top_m)
+    coeff = pp.selection_coefficients(idx, w, cfg.pool_size)
+    lowrank = pp.pool_lowrank(pool, mem, coeff, cfg)
+    validate_lowrank(text, lowrank, batch_size=1)
+    got = model.apply({"params": params}, ids, lowrank=lowrank)
+
+    a, b, c = pp.pool_factors(pool, mem, coeff, cfg)
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    o_paths = [p for p, _ in leaves if "o_proj" in jax.tree_util.keystr(p)]
+    assert len(o_paths) == 2
+    dense_params = params
+    for layer, path in enumerate(sorted(o_paths, key=jax.tree_util.keystr)):
+        delta = np.einsum(
+            "e,eir,ero->io", np.asarray(c[0]), np.asarray(a[layer]), np.asarray(b[layer])
+        )
+
+        def add(p, x, path=path, delta=delta):
+            return x + delta.reshape(x.shape) if p == path else x
+
+        dense_params = jax.tree_util.tree_map_with_path(add, dense_params)
+    want = model.apply({"params": dense_params}, ids)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert float(jnp.max(jnp.abs(got - model.apply({"params": params}, ids)))) > 1e-4
