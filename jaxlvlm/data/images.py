@@ -66,9 +66,11 @@ def resize_image(image: Image.Image, image_size: int, style: str) -> Image.Image
     width, height = image.size
     if (width, height) == (image_size, image_size):
         return image
-    scale = image_size / min(width, height)
-    new_w = max(image_size, round(width * scale))
-    new_h = max(image_size, round(height * scale))
+    # Shorter side -> image_size, longer side truncated like transformers' get_resize_output_image_size.
+    if width <= height:
+        new_w, new_h = image_size, int(image_size * height / width)
+    else:
+        new_w, new_h = int(image_size * width / height), image_size
     image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
     left = (new_w - image_size) // 2
     top = (new_h - image_size) // 2

@@ -208,6 +208,9 @@ class _Prepare:
         index = int(index)
         location = source_location(source, index)
         sample_index = source.parent_index(index) if hasattr(source, "parent_index") else index
+        task_id = self.task_source.task_id
+        if task_id is None and hasattr(source, "task_id_of"):
+            task_id = source.task_id_of(index)
         prepare = prepare_eval_example if self.eval_mode else prepare_train_example
         kwargs = dict(
             tokenizer=self.tokenizer,
@@ -215,7 +218,7 @@ class _Prepare:
             max_length=self.max_length,
             max_images=self.max_images,
             sample_index=sample_index,
-            task_id=self.task_source.task_id,
+            task_id=task_id,
             task_names=self.task_names,
             location=location,
         )

@@ -72,6 +72,12 @@ class SubsetSource:
     def parent_index(self, index: int) -> int:
         return int(self.indices[index])
 
+    def task_id_of(self, index: int) -> int | None:
+        """The parent's per-sample task id (a pool's), or None when the parent has none."""
+        if hasattr(self.parent, "task_id_of"):
+            return self.parent.task_id_of(int(self.indices[index]))
+        return None
+
     def location(self, index: int) -> str:
         return source_location(self.parent, int(self.indices[index]))
 
