@@ -1,6 +1,7 @@
 """The built-in benchmark suite: synthetic shape scenes, rendered text and real handwritten digits,
 generated deterministically on the fly (no download), plus its own small BPE tokenizer."""
 
+from jaxlvlm.data.builtin.bpe_tokenizer import builtin_tokenizer_path
 from jaxlvlm.data.builtin.domains import DOMAINS, list_domains
 from jaxlvlm.data.builtin.registry import (
     FAMILIES,
@@ -19,6 +20,7 @@ __all__ = [
     "FAMILIES",
     "SPLITS",
     "BuiltinSource",
+    "builtin_tokenizer_path",
     "Family",
     "get_family",
     "list_domains",
