@@ -8,28 +8,13 @@ host's input stream exactly.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
-
-def _allgather_json(obj: Any) -> list[Any]:
-    """Every process's JSON-able ``obj``, in process order (a no-op list on one process)."""
-    if jax.process_count() == 1:
-        return [obj]
-    from jax.experimental import multihost_utils
-
-    raw = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
-    lengths = multihost_utils.process_allgather(np.asarray([raw.size], np.int32))
-    padded = np.zeros((int(np.max(lengths)),), np.uint8)
-    padded[: raw.size] = raw
-    everyone = multihost_utils.process_allgather(padded)
-    lengths = np.asarray(lengths).reshape(-1)
-    return [json.loads(bytes(everyone[i][: lengths[i]]).decode()) for i in range(len(lengths))]
+from jaxlvlm.train.multihost import allgather_json
 
 
 class Checkpointer:
@@ -58,7 +43,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, data_state: Any, config: dict) -> None:
         """Saves at ``step``; ``data_state`` is this process's JSON-able iterator state (or None)."""
-        states = _allgather_json(data_state)
+        states = allgather_json(data_state)
         data = {f"process_{i}": s for i, s in enumerate(states)}
         self.manager.save(
             step,

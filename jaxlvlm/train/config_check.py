@@ -82,12 +82,15 @@ def _check_values(c: ml_collections.ConfigDict, errors: list[str]) -> None:
             f"config.mesh.shape={shape}: need 3 sizes (data, fsdp, tensor), positive or one -1"
         )
     t = c.train
-    for key in ("steps", "batch_size", "grad_accum"):
+    for key in ("steps", "grad_accum"):
         if t[key] < 1:
             errors.append(f"config.train.{key}={t[key]} must be >= 1")
-    if t.grad_accum >= 1 and t.batch_size % t.grad_accum:
+    bs = c.data.global_batch_size
+    if bs < 1:
+        errors.append(f"config.data.global_batch_size={bs} must be >= 1")
+    elif t.grad_accum >= 1 and bs % t.grad_accum:
         errors.append(
-            f"config.train.batch_size={t.batch_size} is not divisible by "
+            f"config.data.global_batch_size={bs} is not divisible by "
             f"config.train.grad_accum={t.grad_accum}"
         )
     for key in ("log_every", "checkpoint_every"):

@@ -117,28 +117,33 @@ def base_config() -> ml_collections.ConfigDict:
         )
     )
 
-    # Data: the built-in suite by default.
+    # Tokenizer: 'builtin' (the suite's BPE), an HF tokenizer dir, or a .gguf file.
+    c.tokenizer = "builtin"
+
+    # Data: jaxlvlm.data.pipeline.DataConfig. sources / eval_sources are lists of source specs, e.g.
+    # {'type': 'builtin', 'family': 'counting', 'split': 'train', 'num': 2000, 'task': 'counting'}.
     c.data = ml_collections.ConfigDict(
         dict(
-            source="builtin",  # 'builtin' | a TFDS array_record dir | a LLaVA JSON/JSONL file
-            image_root="",  # for LLaVA JSON sources
-            tokenizer="builtin",  # 'builtin' | an HF tokenizer dir | a .gguf file
-            families=("attribute", "counting", "spatial"),
-            domain="plain",
-            num_train_per_task=2000,
-            num_eval_per_task=50,
-            length_buckets=(64, 128),
+            sources=(),
+            eval_sources=(),
+            tasks=(),  # task names; () = from the specs' 'task' keys (or their positions)
+            global_batch_size=16,  # rows per global batch (all hosts)
+            eval_batch_size=16,
+            buckets=(64, 128),  # padded sequence lengths
             max_images=1,
+            shuffle=True,
+            num_epochs=ml_collections.config_dict.placeholder(int),  # None = repeat forever
+            on_bad_sample="error",  # 'error' | 'skip'
+            max_bad_samples=100,
+            read_threads=2,
+            prefetch=32,
             worker_count=0,
-            on_bad_sample="error",
-            max_bad_samples=0,
         )
     )
 
     c.train = ml_collections.ConfigDict(
         dict(
             steps=100,
-            batch_size=16,  # global batch (all hosts)
             grad_accum=1,  # micro-batches per step, scanned
             log_every=10,
             checkpoint_every=50,
@@ -172,9 +177,8 @@ def base_config() -> ml_collections.ConfigDict:
         dict(enabled=False, targets=("q_proj", "v_proj"), rank=8, alpha=16.0)
     )
 
-    c.eval = ml_collections.ConfigDict(
-        dict(batch_size=16, max_new_tokens=8, split="test", enabled=True)
-    )
+    # Evaluation on data.eval_sources: greedy generation + each record's scorer, per task.
+    c.eval = ml_collections.ConfigDict(dict(enabled=True, max_new_tokens=8))
 
     # Method-specific settings: free-form, owned and validated by the method's runner.
     c.method = ml_collections.ConfigDict()
@@ -202,16 +206,15 @@ def shrink_for_test(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         num_kv_heads=1,
         max_position_embeddings=512,
     )
-    c.data.num_train_per_task = 16
-    c.data.num_eval_per_task = 4
-    c.data.length_buckets = (128,)
+    c.data.buckets = (128,)
+    c.data.global_batch_size = 8
+    c.data.eval_batch_size = 8
+    c.data.prefetch = 2
     c.train.steps = 2
-    c.train.batch_size = 8
     c.train.log_every = 1
     c.train.checkpoint_every = 2
     c.train.eval_every = 0
     c.train.progress_bar = False
     c.optim.warmup_steps = 1
-    c.eval.batch_size = 8
     c.eval.max_new_tokens = 4
     return c

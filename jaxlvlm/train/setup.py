@@ -113,24 +113,19 @@ def make_forward(model: nn.Module, lora_alpha: float) -> Callable:
 
 @dataclasses.dataclass
 class StateSetup:
-    """What the loop needs about the state: the state, its shardings, the optimizer pieces."""
+    """The train state's layout before any memory is used: shardings, optimizer, labels, and
+    ``create(params=None)`` that makes the state born sharded (or ``abstract`` for a restore)."""
 
-    state: TrainState
     shardings: TrainState
+    abstract: TrainState  # ShapeDtypeStructs carrying the shardings
     labels: Any
     tx: Any
     schedule: Any
-
-    @property
-    def abstract(self) -> TrainState:
-        return jax.tree_util.tree_map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-            self.state,
-            self.shardings,
-        )
+    param_shardings: Any
+    create: Callable[..., TrainState]
 
 
-def init_train_state(
+def plan_train_state(
     model: nn.Module,
     cfg: LVLMConfig | TextConfig,
     config,
@@ -138,12 +133,12 @@ def init_train_state(
     rules,
     *,
     method_state: dict | None = None,
-    params: Any = None,
 ) -> StateSetup:
-    """Creates the train state sharded over ``mesh``.
+    """Lays out the train state over ``mesh`` through jax.eval_shape (no parameter memory).
 
-    params: optional pretrained parameters (e.g. from ``load_converted``); otherwise the model's
-    own init with ``config.seed``. method_state: initial method state (host arrays; replicated).
+    ``create()`` initialises with the model's own init (``config.seed``); ``create(params)`` starts
+    from pretrained parameters (e.g. from ``load_converted``). method_state: the initial method
+    state (host arrays, replicated); its structure is fixed from here on.
     """
     rng = jax.random.PRNGKey(config.seed)
     init_rng, lora_rng, state_rng = jax.random.split(rng, 3)
@@ -165,19 +160,10 @@ def init_train_state(
         "params": param_shardings,
         "lora": replicated_like(abstract_lora, mesh),
     }
-    abstract_opt = jax.eval_shape(tx.init, trainable)
     method_state = jax.tree_util.tree_map(jnp.asarray, method_state or {})
     rep = shd.replicated(mesh)
-    shardings = TrainState(
-        step=rep,
-        params=param_shardings,
-        lora=trainable_shardings["lora"],
-        opt_state=opt_state_shardings(abstract_opt, trainable_shardings, mesh),
-        rng=rep,
-        method_state=replicated_like(method_state, mesh),
-    )
 
-    def create(p, ms):
+    def build_state(p, ms):
         if p is None:
             p = nn.meta.unbox(model.init(init_rng, **inputs)["params"])
         lora = make_lora(lora_rng)
@@ -190,15 +176,39 @@ def init_train_state(
             method_state=ms,
         )
 
-    with mesh, nn.logical_axis_rules(list(rules)):
-        if params is None:
-            state = jax.jit(lambda ms: create(None, ms), out_shardings=shardings)(method_state)
-        else:
+    abstract_state = jax.eval_shape(build_state, abstract_params, method_state)
+    shardings = TrainState(
+        step=rep,
+        params=param_shardings,
+        lora=trainable_shardings["lora"],
+        opt_state=opt_state_shardings(abstract_state.opt_state, trainable_shardings, mesh),
+        rng=rep,
+        method_state=replicated_like(method_state, mesh),
+    )
+    abstract = jax.tree_util.tree_map(
+        lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
+        abstract_state,
+        shardings,
+    )
+
+    def create(params: Any = None) -> TrainState:
+        with mesh, nn.logical_axis_rules(list(rules)):
+            if params is None:
+                return jax.jit(lambda ms: build_state(None, ms), out_shardings=shardings)(
+                    method_state
+                )
             _check_params(params, abstract_params)
-            state = jax.jit(create, out_shardings=shardings, donate_argnums=(0,))(
-                params, method_state
-            )
-    return StateSetup(state=state, shardings=shardings, labels=labels, tx=tx, schedule=schedule)
+            return jax.jit(build_state, out_shardings=shardings)(params, method_state)
+
+    return StateSetup(
+        shardings=shardings,
+        abstract=abstract,
+        labels=labels,
+        tx=tx,
+        schedule=schedule,
+        param_shardings=param_shardings,
+        create=create,
+    )
 
 
 def _check_params(params: Any, abstract: Any) -> None:

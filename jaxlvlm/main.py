@@ -1,0 +1,60 @@
+"""jaxlvlm's entry point: ``python -m jaxlvlm.main --config configs/demo.py --workdir DIR``.
+
+Flags: --config (an ml_collections config file with ``get_config(arg)``; ``file.py:arg`` passes
+``arg``; ``--config.a.b=value`` overrides a key), --workdir. The config is validated first (unknown,
+missing or unusable keys are named), then ``config.mode`` picks the runner (train, eval, or a
+method's). Rerunning the same command on the same workdir resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+# Config files import configs.common: make the repository root importable when the file lives in a
+# configs/ directory and the command runs from elsewhere.
+for _arg in sys.argv:
+    if _arg.startswith("--config="):
+        _path = _arg.split("=", 1)[1].split(":", 1)[0]
+        _root = os.path.dirname(os.path.dirname(os.path.abspath(_path)))
+        if _root not in sys.path:
+            sys.path.append(_root)
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "config file (file.py[:arg])")
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, logs and the report")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(config, workdir: str) -> dict:
+    """Validates ``config`` and runs its mode's runner in ``workdir`` (also callable from Python)."""
+    from jaxlvlm.runners.registry import get_runner
+    from jaxlvlm.train.config_check import validate_config
+    from jaxlvlm.train.distributed import maybe_initialize
+
+    validate_config(config)
+    maybe_initialize(config.distributed)
+    os.makedirs(workdir, exist_ok=True)
+    return get_runner(config.mode)(config, workdir)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from jaxlvlm.train.config_check import ConfigError
+    from jaxlvlm.train.loop import NonFiniteLossError
+
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        run(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, NonFiniteLossError) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, ConfigError) else 3)
+
+
+if __name__ == "__main__":
+    app.run(main)
