@@ -133,8 +133,12 @@ def plan_train_state(
     rules,
     *,
     method_state: dict | None = None,
+    lora_init: Callable[[jax.Array], Any] | None = None,
 ) -> StateSetup:
     """Lays out the train state over ``mesh`` through jax.eval_shape (no parameter memory).
+
+    lora_init: optional ``rng -> tree`` replacing config.lora's factors in the ``lora`` slot (a
+    method's own trainable low-rank state, e.g. the prompt pool); it must be deterministic.
 
     ``create()`` initialises with the model's own init (``config.seed``); ``create(params)`` starts
     from pretrained parameters (e.g. from ``load_converted``). method_state: the initial method
@@ -151,6 +155,8 @@ def plan_train_state(
     lora_on = bool(config.lora.enabled)
 
     def make_lora(r):
+        if lora_init is not None:
+            return lora_init(r)
         return init_lora(r, text, list(config.lora.targets), config.lora.rank) if lora_on else {}
 
     abstract_lora = jax.eval_shape(make_lora, lora_rng)
