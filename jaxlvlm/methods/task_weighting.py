@@ -153,18 +153,18 @@ def task_weights(
 def update_weighting_state(
     cfg: WeightingConfig,
     state: dict[str, jax.Array],
-    nll: jax.Array,
-    mask: jax.Array,
-    task: jax.Array,
+    loss_sum: jax.Array,
+    tokens: jax.Array,
     lam: jax.Array,
 ) -> dict[str, jax.Array]:
-    """The state after a step that used weights ``lam`` on a batch with token losses ``nll``.
+    """The state after a step that used weights ``lam`` on a batch with these per-task sums.
 
     DWA folds the batch's per-task losses into the current window and, when the window is full,
     shifts the window means (a task without tokens in a window keeps no valid mean for it).
 
     Args:
-      nll: [B, L] token NLL (treated as a constant); mask: [B, L]; task: [B]; lam: [T].
+      loss_sum: [T] sum of answer-token NLL per task (constant; see per_task_sums, or the train
+        step's metrics task_loss * task_tokens); tokens: [T] answer tokens per task; lam: [T].
     Returns:
       the new state dict (same structure).
     """
@@ -172,7 +172,8 @@ def update_weighting_state(
     state["task_weights"] = jnp.asarray(lam, jnp.float32)
     if cfg.name != "dwa":
         return state
-    loss_sum, tokens = per_task_sums(jax.lax.stop_gradient(nll), mask, task, cfg.num_tasks)
+    loss_sum = jax.lax.stop_gradient(jnp.asarray(loss_sum, jnp.float32))
+    tokens = jnp.asarray(tokens, jnp.float32)
     win_loss = state["win_loss_sum"] + loss_sum
     win_tok = state["win_tokens"] + tokens
     win_steps = state["win_steps"] + 1
@@ -187,6 +188,27 @@ def update_weighting_state(
     state["win_tokens"] = jnp.where(full, 0.0, win_tok)
     state["win_steps"] = jnp.where(full, 0, win_steps).astype(jnp.int32)
     return state
+
+
+def before_step(
+    cfg: WeightingConfig,
+    state: dict[str, jax.Array],
+    mask: jax.Array,
+    task: jax.Array,
+    step: jax.Array,
+) -> dict[str, jax.Array]:
+    """Puts this batch's weights in state['task_weights'], where the train step's token-weighted
+    loss (jaxlvlm.train.losses.token_weighted_nll) reads them. mask: [B, L]; task: [B]."""
+    state = dict(state)
+    state["task_weights"] = task_weights(cfg, state, mask, task, step)
+    return state
+
+
+def after_step(
+    cfg: WeightingConfig, state: dict[str, jax.Array], loss_sum: jax.Array, tokens: jax.Array
+) -> dict[str, jax.Array]:
+    """Folds the step's per-task sums ([T] each) into the running state (DWA windows)."""
+    return update_weighting_state(cfg, state, loss_sum, tokens, state["task_weights"])
 
 
 def weighted_task_loss(

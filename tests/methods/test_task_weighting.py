@@ -28,7 +28,24 @@ def _np_token_loss(nll, mask, task, lam):
 @functools.partial(jax.jit, static_argnums=0)
 def _step(cfg, state, nll, mask, task, step):
     loss, lam = tw.weighted_task_loss(cfg, state, nll, mask, task, step)
-    return loss, lam, tw.update_weighting_state(cfg, state, nll, mask, task, lam)
+    loss_sum, tokens = tw.per_task_sums(nll, mask, task, cfg.num_tasks)
+    return loss, lam, tw.update_weighting_state(cfg, state, loss_sum, tokens, lam)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _split_step(cfg, state, nll, mask, task, step):
+    """The runner's path: before_step sets the weights, the trainer's loss reads them."""
+    from jaxlvlm.train.losses import token_weighted_nll
+
+    state = tw.before_step(cfg, state, mask, task, step)
+    batch = {"loss_mask": mask, "task_ids": task, "targets": jnp.zeros(mask.shape, jnp.int32)}
+    # Two-class logits [log p0, log(1 - p0)] with p0 = exp(-nll): their token NLL at target 0 is nll.
+    p0 = jnp.exp(-nll)
+    rest = jnp.log(jnp.maximum(1.0 - p0, 1e-30))
+    logits = jnp.stack([jnp.log(p0), rest], axis=-1)
+    num, den, _ = token_weighted_nll(logits, batch, state)
+    loss_sum, tokens = tw.per_task_sums(nll, mask, task, cfg.num_tasks)
+    return num / den, state["task_weights"], tw.after_step(cfg, state, loss_sum, tokens)
 
 
 def test_ew_is_token_mean():
@@ -121,6 +138,23 @@ def test_rlw_draws_per_step_and_is_reproducible():
         np.testing.assert_allclose(lam_a[s], T * e / e.sum(), rtol=1e-6)
         np.testing.assert_array_equal(lam_a[s], lam_b[s])
     assert not np.allclose(lam_a[0], lam_a[1])
+
+
+@pytest.mark.parametrize("name", ["ew", "tla", "dwa", "rlw"])
+def test_before_after_step_path_equals_the_fused_loss(name):
+    cfg = tw.WeightingConfig(name, T, dwa_window=1)
+    s1 = s2 = tw.init_weighting_state(cfg)
+    for step in range(4):
+        nll, mask, task = _batch(20 + step)
+        nll = nll * (1.0 + task[:, None] * step)
+        l1, lam1, s1 = _step(cfg, s1, nll, mask, task, step)
+        l2, lam2, s2 = _split_step(cfg, s2, nll, mask, task, step)
+        np.testing.assert_allclose(lam2, lam1, rtol=1e-6)
+        np.testing.assert_allclose(l2, l1, rtol=1e-5)
+    for k in s1:
+        np.testing.assert_allclose(
+            np.asarray(s2[k], np.float64), np.asarray(s1[k], np.float64), rtol=1e-6
+        )
 
 
 def test_per_task_sums():
