@@ -108,9 +108,11 @@ class LVLMConfig:
     @property
     def image_tokens_per_image(self) -> int:
         """Number of placeholder tokens (= connector outputs) per image."""
-        n = self.vision.num_patches
-        if self.vision.style == "clip" and self.vision_feature_select_strategy == "full":
-            n += 1
+        # transformers drops the first token under 'default' whatever the tower: CLIP's class token,
+        # but a real patch for SigLIP (SigLIP LLaVAs use 'full').
+        n = self.vision.num_positions
+        if self.vision_feature_select_strategy == "default":
+            n -= 1
         return n
 
 
