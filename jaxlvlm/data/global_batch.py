@@ -10,15 +10,19 @@ from jax.sharding import Mesh
 from jaxlvlm.sharding import batch_sharding
 
 
-def agree_max(values: np.ndarray, process_count: int) -> np.ndarray:
-    """Elementwise max of a small int vector over processes (identity with one process)."""
+def agree_max(values: np.ndarray) -> np.ndarray:
+    """Elementwise max of a small int vector over the real jax processes (identity with one).
+
+    Simulated processes (process_index/process_count overrides in tests) do not communicate.
+    """
     values = np.asarray(values, np.int32)
-    if process_count <= 1:
+    count = jax.process_count()
+    if count <= 1:
         return values
     from jax.experimental import multihost_utils
 
     gathered = multihost_utils.process_allgather(values)
-    return np.asarray(gathered).reshape(process_count, -1).max(axis=0)
+    return np.asarray(gathered).reshape(count, -1).max(axis=0)
 
 
 def to_global_batch(

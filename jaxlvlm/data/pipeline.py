@@ -164,6 +164,11 @@ def _process_info(process_index: int | None, process_count: int | None) -> tuple
 
 
 def _local_batch_size(global_batch: int, process_count: int, mesh: Mesh | None) -> int:
+    if mesh is not None and process_count != jax.process_count():
+        raise ValueError(
+            f"process_count={process_count} differs from jax.process_count()={jax.process_count()}; "
+            "simulated processes only work with mesh=None (host batches)"
+        )
     if global_batch % process_count:
         raise ValueError(
             f"global batch {global_batch} is not divisible by {process_count} processes"
@@ -364,7 +369,7 @@ class TrainIterator:
         """This process's rows of the next batch as numpy arrays [local_batch, ...]."""
         rows = self._next_rows()
         local_bucket = choose_bucket(max(r["length"] for r in rows), self._buckets) if rows else 0
-        bucket, any_rows = agree_max(np.asarray([local_bucket, len(rows)]), self._process_count)
+        bucket, any_rows = agree_max(np.asarray([local_bucket, len(rows)]))
         if any_rows == 0:
             raise StopIteration
         self._batches += 1
@@ -478,7 +483,7 @@ def make_eval_batches(
     for b in range(num_batches):
         rows = examples[b * local_bs : (b + 1) * local_bs]
         local_bucket = choose_bucket(max(r["length"] for r in rows), buckets) if rows else 0
-        (bucket,) = agree_max(np.asarray([local_bucket]), pc)
+        (bucket,) = agree_max(np.asarray([local_bucket]))
         local = collate(
             rows, local_bs, buckets[int(bucket)], data_cfg.max_images, image_cfg.image_size, pad_id
         )
