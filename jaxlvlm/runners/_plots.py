@@ -1,0 +1,86 @@
+"""Small matplotlib (Agg) figures for the method runners' reports: weights, matrices."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_weights(weights: dict[str, Sequence[float]], task_names: Sequence[str], path: str) -> str:
+    """Grouped bars: one group per task, one bar per weighting ({name: [T]}). Returns the file name."""
+    plt = _plt()
+    names = list(weights)
+    T = len(task_names)
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * T), 3.5))
+    for k, name in enumerate(names):
+        ax.bar(np.arange(T) + k * width, np.asarray(weights[name]), width, label=name)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(T) + 0.4 - width / 2)
+    ax.set_xticklabels(task_names, rotation=30, ha="right")
+    ax.set_ylabel("task weight")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return os.path.basename(path)
+
+
+def plot_matrix(
+    matrix: np.ndarray,
+    row_names: Sequence[str],
+    col_names: Sequence[str],
+    path: str,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    fmt: str = "{:.2f}",
+) -> str:
+    """Annotated heatmap of a [R, C] matrix (NaN cells left blank). Returns the file name."""
+    plt = _plt()
+    m = np.asarray(matrix, np.float64)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * m.shape[1], 0.8 + 0.7 * m.shape[0]))
+    im = ax.imshow(np.ma.masked_invalid(m), cmap="viridis")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if np.isfinite(m[i, j]):
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", color="w", fontsize=8)
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_xticklabels(col_names, rotation=30, ha="right")
+    ax.set_yticks(range(m.shape[0]))
+    ax.set_yticklabels(row_names)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return os.path.basename(path)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """Lines of a markdown table; floats printed with 2 decimals, None as '-'."""
+
+    def cell(x):
+        if x is None:
+            return "-"
+        if isinstance(x, float | np.floating):
+            return "nan" if not np.isfinite(x) else f"{x:.2f}"
+        return str(x)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+    return lines
