@@ -43,7 +43,7 @@ def test_global_batch_layout_and_sharding(chat_tokenizer):
     L = batch[B.INPUT_IDS].shape[1]
     assert L in CFG.buckets
     assert batch[B.PIXEL_VALUES].shape == (8, 2, 32, 32, 3)
-    for key, value in batch.items():
+    for value in batch.values():
         assert isinstance(value, jax.Array)
         assert value.shape[0] == 8
         assert value.sharding.spec[0] == ("data", "fsdp")
