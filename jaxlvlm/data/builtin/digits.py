@@ -44,6 +44,20 @@ def _stamp(canvas: np.ndarray, digit: np.ndarray, x0: int, y0: int, side: int, i
     region[...] = region * (1.0 - alpha) + np.asarray(ink, np.float32) * alpha
 
 
+def digit_boxes(
+    layout: list[tuple[float, float, float]], size: int
+) -> list[tuple[int, int, int, int]]:
+    """Pixel boxes (x0, y0, x1, y1), exclusive, of digits laid out in equal columns of an image."""
+    column = size // len(layout)
+    boxes = []
+    for k, (scale, fx, fy) in enumerate(layout):
+        side = max(8, int(round(scale * column)))
+        x0 = k * column + int(round(fx * (column - side)))
+        y0 = int(round(fy * (size - side)))
+        boxes.append((x0, y0, x0 + side, y0 + side))
+    return boxes
+
+
 def render_digits(
     indices: list[int], layout: list[tuple[float, float, float]], ctx: Context
 ) -> np.ndarray:
@@ -60,12 +74,9 @@ def render_digits(
     images, _ = load_digit_images()
     size = ctx.image_size
     canvas = background(ctx.domain, size, ctx.style_rng).astype(np.float32)
-    column = size // len(indices)
-    for k, (index, (scale, fx, fy)) in enumerate(zip(indices, layout, strict=True)):
-        side = max(8, int(round(scale * column)))
-        x0 = k * column + int(round(fx * (column - side)))
-        y0 = int(round(fy * (size - side)))
-        _stamp(canvas, images[index], x0, y0, side, ctx.domain.ink)
+    for index, box in zip(indices, digit_boxes(layout, size), strict=True):
+        x0, y0, x1, _ = box
+        _stamp(canvas, images[index], x0, y0, x1 - x0, ctx.domain.ink)
     return add_noise(ctx.domain, np.clip(canvas, 0, 255).astype(np.uint8), ctx.style_rng)
 
 
@@ -89,7 +100,7 @@ def digits(rng: np.random.Generator, ctx: Context) -> Plan:
 
     def render() -> Sample:
         image = render_digits([index], layout, ctx)
-        meta = {"indices": [index], "labels": [label]}
+        meta = {"indices": [index], "labels": [label], "boxes": digit_boxes(layout, ctx.image_size)}
         return Sample([image], f"{IMAGE}\n{question}", str(label), "number", meta)
 
     return Plan(None, render)
@@ -121,7 +132,12 @@ def digit_pair(rng: np.random.Generator, ctx: Context) -> Plan:
         else:
             images = [render_digits(pair, layouts, ctx)]
             prompt = f"{IMAGE}\nThe image shows two digits. {ask}"
+        if multi_image:
+            boxes = [digit_boxes([lay], ctx.image_size)[0] for lay in layouts]
+        else:
+            boxes = digit_boxes(layouts, ctx.image_size)
         meta = {"indices": pair, "labels": labels, "multi_image": multi_image, "op": op}
+        meta["boxes"] = boxes
         return Sample(images, prompt, str(answer), "number", meta)
 
     return Plan(None, render)

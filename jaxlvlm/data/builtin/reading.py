@@ -32,24 +32,25 @@ def text_box(text: str, size: int) -> tuple[int, int, int, int]:
     return tuple(int(v) for v in probe.textbbox((0, 0), text, font=_font(size)))
 
 
-def render_text(
-    text: str, colour: str, fx: float, fy: float, ctx: Context
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Draws `text` at relative free-room position (fx, fy) in [0, 1].
-
-    Returns:
-      (uint8 image [S, S, 3], pixel ink box (x0, y0, x1, y1) exclusive).
-    """
-    size = ctx.image_size
+def text_position(text: str, fx: float, fy: float, size: int) -> tuple[int, int, int, int]:
+    """Pixel ink box (x0, y0, x1, y1), exclusive, of `text` placed at relative position (fx, fy) in
+    [0, 1] of the free room of an image of side `size` (1-pixel margin)."""
     left, top, right, bottom = text_box(text, size)
     width, height = right - left, bottom - top
     x = 1 + int(round(fx * max(size - width - 2, 0)))
     y = 1 + int(round(fy * max(size - height - 2, 0)))
+    return x, y, x + width, y + height
+
+
+def render_text(text: str, colour: str, box: tuple[int, int, int, int], ctx: Context) -> np.ndarray:
+    """Draws `text` with its ink box at `box` (from text_position); uint8 image [S, S, 3]."""
+    size = ctx.image_size
+    left, top, _, _ = text_box(text, size)
     image = Image.fromarray(background(ctx.domain, size, ctx.style_rng))
     ImageDraw.Draw(image).text(
-        (x - left, y - top), text, fill=ctx.domain.palette[colour], font=_font(size)
+        (box[0] - left, box[1] - top), text, fill=ctx.domain.palette[colour], font=_font(size)
     )
-    return add_noise(ctx.domain, np.asarray(image), ctx.style_rng), (x, y, x + width, y + height)
+    return add_noise(ctx.domain, np.asarray(image), ctx.style_rng)
 
 
 def reading(rng: np.random.Generator, ctx: Context) -> Plan:
@@ -57,12 +58,12 @@ def reading(rng: np.random.Generator, ctx: Context) -> Plan:
     length = int(rng.integers(1, 4))
     text = "".join(CHARSET[int(i)] for i in rng.integers(len(CHARSET), size=length))
     colour = str(rng.choice(COLOUR_NAMES))
-    fx, fy = float(rng.uniform()), float(rng.uniform())
+    box = text_position(text, float(rng.uniform()), float(rng.uniform()), ctx.image_size)
     question = pick(rng, _QUESTIONS)
-    key = (text, colour, round(fx, 2), round(fy, 2), question)
+    key = (text, colour, box, question)
 
     def render() -> Sample:
-        image, box = render_text(text, colour, fx, fy, ctx)
+        image = render_text(text, colour, box, ctx)
         meta = {"text": text, "colour": colour, "box": box}
         return Sample([image], f"{IMAGE}\n{question}", text, "exact_match", meta)
 

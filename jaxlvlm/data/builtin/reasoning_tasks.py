@@ -111,7 +111,7 @@ def mcq(rng: np.random.Generator, ctx: Context) -> Plan:
     lines = [question] + [f"{ltr}. {opt}" for ltr, opt in zip(LETTERS, options, strict=True)]
     lines.append(pick(rng, _ANSWER_HINTS))
     prompt_text = "\n".join(lines)
-    key = (tuple(o.key() for o in objects), prompt_text)
+    key = (tuple(o.key(ctx.image_size) for o in objects), prompt_text)
 
     def render() -> Sample:
         image = render_scene(objects, ctx.image_size, ctx.domain, ctx.style_rng)
@@ -165,7 +165,7 @@ def caption(rng: np.random.Generator, ctx: Context) -> Plan:
         ),
     )
     answer = caption_text(objects)
-    key = (tuple(o.key() for o in objects), question)
+    key = (tuple(o.key(ctx.image_size) for o in objects), question)
 
     def render() -> Sample:
         image = render_scene(objects, ctx.image_size, ctx.domain, ctx.style_rng)

@@ -51,7 +51,7 @@ def attribute(rng: np.random.Generator, ctx: Context) -> Plan:
     else:
         question = pick(rng, _SHAPE_QUESTIONS).format(colour=target.colour)
         answer = target.shape
-    key = (tuple(o.key() for o in objects), question)
+    key = (tuple(o.key(ctx.image_size) for o in objects), question)
     return Plan(key, lambda: _render(objects, ctx, question, answer, "exact_match"))
 
 
@@ -99,7 +99,7 @@ def counting(rng: np.random.Generator, ctx: Context) -> Plan:
                     "How many objects are {c}?",
                 ),
             ).format(c=value)
-    key = (tuple(o.key() for o in objects), question)
+    key = (tuple(o.key(ctx.image_size) for o in objects), question)
     return Plan(key, lambda: _render(objects, ctx, question, str(count), "number", count=count))
 
 
@@ -150,7 +150,7 @@ def spatial(rng: np.random.Generator, ctx: Context) -> Plan:
         question = "Is the {a} " + phrase + " the {b}?"
         answer = "yes" if asked == relation else "no"
     question = question.format(a=a.name, b=b.name)
-    key = (tuple(o.key() for o in objects), question)
+    key = (tuple(o.key(ctx.image_size) for o in objects), question)
     return Plan(
         key, lambda: _render(objects, ctx, question, answer, "exact_match", relation=relation)
     )
@@ -170,5 +170,5 @@ def grounding(rng: np.random.Generator, ctx: Context) -> Plan:
     ).format(t=target.name)
     box = target.box(ctx.image_size)
     answer = normalised_box(box, ctx.image_size)
-    key = (tuple(o.key() for o in objects), question)
+    key = (tuple(o.key(ctx.image_size) for o in objects), question)
     return Plan(key, lambda: _render(objects, ctx, question, answer, "iou", target_box=box))

@@ -47,23 +47,18 @@ class SceneObject:
     def box(self, size: int) -> tuple[int, int, int, int]:
         """Pixel box (x0, y0, x1, y1) with exclusive x1/y1 in an image of side `size`."""
         cell = size / GRID
-        side = max(3, int(round(self.scale * cell)))
-        room = int(cell) - side
-        x0 = int(self.col * cell) + int(round(self.dx * max(room, 0)))
-        y0 = int(self.row * cell) + int(round(self.dy * max(room, 0)))
+        # The last pixel row/column of each cell stays free so neighbours never touch.
+        usable = int(cell) - 1
+        side = min(usable, max(3, int(round(self.scale * cell))))
+        room = usable - side
+        x0 = int(self.col * cell) + int(round(self.dx * room))
+        y0 = int(self.row * cell) + int(round(self.dy * room))
         return x0, y0, x0 + side, y0 + side
 
-    def key(self) -> tuple:
-        """Hashable summary (rounded) used to assign the scene to a split."""
-        return (
-            self.colour,
-            self.shape,
-            self.row,
-            self.col,
-            round(self.scale, 2),
-            round(self.dx, 2),
-            round(self.dy, 2),
-        )
+    def key(self, size: int) -> tuple:
+        """Hashable summary of what is drawn (colour, shape, pixel box), used to assign the scene to
+        a split: two scenes with equal keys render to identical images."""
+        return (self.colour, self.shape, *self.box(size))
 
 
 def sample_objects(
