@@ -86,6 +86,7 @@ def run_phase(
     before_step: BeforeStep | None = None,
     after_step: AfterStep | None = None,
     lowrank_fn: LowrankFn | None = None,
+    finalize: Callable[[TrainState], TrainState] | None = None,
     evaluate: bool = True,
     need_state: bool = True,
     extra: dict | None = None,
@@ -100,6 +101,8 @@ def run_phase(
       method_state / lora_init / loss_fn / forward_fn: passed to the trainer's state and step.
       before_step / after_step: method-state updates around each step (see module docstring).
       lowrank_fn: the model's low-rank hooks during evaluation.
+      finalize: pure end-of-phase update of the trained state (e.g. the pool's end-of-task
+        snapshot), applied before evaluation and again to the restored state of a complete phase.
       evaluate: run greedy evaluation at the end.
       need_state: for a phase already complete, restore its final state (else state=None).
       extra: JSON-able values stored in phase.json.
@@ -122,6 +125,8 @@ def run_phase(
         state = None
         if need_state:
             state, _, _ = checkpointer.restore(checkpointer.latest_step(), setup.abstract)
+            if finalize is not None:
+                state = finalize(state)
         checkpointer.close()
         logging.info("phase %s is complete; skipping it", workdir)
         return PhaseResult(state, done.get("scores"), done["wall_s"], done["steps"], -1, run)
@@ -166,6 +171,8 @@ def run_phase(
             evaluate_fn=None,
             config_dict=TR.config_json(config),
         )
+        if finalize is not None:
+            state = finalize(state)
         scores = None
         if evaluate:
             evaluate_fn = TR.make_evaluator(run, lowrank_fn)
