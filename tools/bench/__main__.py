@@ -1,0 +1,26 @@
+"""python -m tools.bench <figure> [args]: dispatch to one benchmark module."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+FIGURES = {
+    "matmul_peak": "tools.bench.matmul_peak",
+    "train_step": "tools.bench.train_step",
+    "generation": "tools.bench.generation",
+    "scaling": "tools.bench.scaling",
+    "data": "tools.bench_data",
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in FIGURES:
+        print(f"usage: python -m tools.bench {{{','.join(FIGURES)}}} [args]")
+        sys.exit(2)
+    module = importlib.import_module(FIGURES[sys.argv[1]])
+    module.main(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
