@@ -169,26 +169,32 @@ class TfdsSource:
 
 
 def builtin_source(
-    family: str, split: str, num: int, seed: int, domain: str = "plain", image_size: int = 32
-) -> ListSource:
-    """The built-in suite's records generated on the fly (jaxlvlm.data.builtin.make_records)."""
-    from jaxlvlm.data.builtin import make_records
+    family: str,
+    split: str,
+    num: int,
+    seed: int,
+    domain: str = "plain",
+    image_size: int = 32,
+    task: str | None = None,
+) -> Any:
+    """The built-in suite's records, generated on access (jaxlvlm.data.builtin.BuiltinSource)."""
+    from jaxlvlm.data.builtin import BuiltinSource
 
-    records = make_records(family, split, num, seed, domain=domain, image_size=image_size)
-    return ListSource(records, name=f"builtin/{family}/{domain}/{split}")
+    return BuiltinSource(family, split, num, seed, domain=domain, image_size=image_size, task=task)
 
 
 def source_from_spec(spec: dict[str, Any], seed: int, image_size: int) -> Any:
     """A source spec (plain dict from the config) -> a record source.
 
     {'type': 'builtin', 'family', 'split', 'num', 'domain'='plain', 'seed'=<run seed>, 'image_size'}
+      (records generated on access; their 'task' is the spec's 'task' or the family[-domain] name)
     {'type': 'tfds', 'data_dir', 'name', 'split'}            (written by tools/import_llava_data.py)
     {'type': 'llava_json', 'path', 'image_root', 'check_images'=False, 'default_task'='default'}
-    Keys 'task' and 'weight' are read by the pipeline, not here. Unknown keys are an error.
+    'weight' is read by the pipeline; 'task' names the task (for builtin also the records' 'task'). Unknown keys are an error.
     """
     spec = dict(spec)
     kind = spec.pop("type", None)
-    spec.pop("task", None)
+    task = spec.pop("task", None)
     spec.pop("weight", None)
     if kind not in ("builtin", "tfds", "llava_json"):
         raise ValueError(
@@ -203,6 +209,7 @@ def source_from_spec(spec: dict[str, Any], seed: int, image_size: int) -> Any:
                 int(spec.pop("seed", seed)),
                 domain=spec.pop("domain", "plain"),
                 image_size=int(spec.pop("image_size", image_size)),
+                task=task,
             )
         elif kind == "tfds":
             from jaxlvlm.data.tfds_builder import open_tfds_source
