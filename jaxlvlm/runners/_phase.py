@@ -90,6 +90,7 @@ def run_phase(
     evaluate: bool = True,
     need_state: bool = True,
     extra: dict | None = None,
+    train_sources: list | None = None,
 ) -> PhaseResult:
     """Trains ``config`` in ``workdir`` to config.train.steps, evaluates, marks the phase complete.
 
@@ -106,6 +107,8 @@ def run_phase(
       evaluate: run greedy evaluation at the end.
       need_state: for a phase already complete, restore its final state (else state=None).
       extra: JSON-able values stored in phase.json.
+      train_sources: TaskSources to train on instead of config.data.sources (e.g. a selected
+        subset of a lifelong pool, a federated client's partition).
     Returns:
       PhaseResult.
     """
@@ -135,7 +138,7 @@ def run_phase(
     from jaxlvlm.data.pipeline import make_train_iterator
 
     data_iter = make_train_iterator(
-        run.data_cfg, run.tokenizer, run.image_cfg, run.mesh, config.seed
+        run.data_cfg, run.tokenizer, run.image_cfg, run.mesh, config.seed, sources=train_sources
     )
     latest = checkpointer.latest_step()
     if latest is not None:
