@@ -142,11 +142,11 @@ def vqa_accuracy(prediction: str, reference: Reference) -> float:
 # ---------------------------------------------------------------------------------------------
 # option letters
 
-_LETTER_PATTERNS = (
-    re.compile(r"^\s*\(?([A-D])(?:$|[.):,\s])"),  # 'B', 'B.', '(B)', 'B) red'
+_EXPLICIT_LETTER = (
     re.compile(r"answer\s*(?:is|:)?\s*:?\s*\(?([A-D])\b", re.IGNORECASE),  # 'The answer is B'
     re.compile(r"option\s*\(?([A-D])\b", re.IGNORECASE),  # 'option C'
 )
+_LEADING_MARKED_LETTER = re.compile(r"^\s*(?:\(([A-D])\)|([A-D])[.):])")  # '(B)', 'B.', 'B)'
 _LONE_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-D])(?![A-Za-z])")
 _FOLLOWED_BY_WORD = re.compile(r"\s+[a-z]")
 
@@ -157,13 +157,23 @@ def _is_article(text: str, match: re.Match) -> bool:
 
 
 def extract_option_letter(text: str) -> str | None:
-    """The option letter A-D a free-form answer commits to, or None if there is none or several."""
-    for pattern in _LETTER_PATTERNS:
+    """The option letter A-D a free-form answer commits to, or None if there is none.
+
+    Order: an explicit 'answer is X' / 'option X'; else the only standalone letter; else, when
+    several letters appear ('B. blue, not C'), a leading marked letter ('B.', '(B)'); else None
+    ('B or C' does not commit).
+    """
+    for pattern in _EXPLICIT_LETTER:
         for found in pattern.finditer(text):
             if not _is_article(text, found):
                 return found.group(1).upper()
     letters = {m.group(1) for m in _LONE_LETTER.finditer(text) if not _is_article(text, m)}
-    return letters.pop() if len(letters) == 1 else None
+    if len(letters) == 1:
+        return letters.pop()
+    leading = _LEADING_MARKED_LETTER.match(text)
+    if letters and leading:
+        return leading.group(1) or leading.group(2)
+    return None
 
 
 def option_letter(prediction: str, reference: Reference) -> float:
