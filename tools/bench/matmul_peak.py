@@ -29,7 +29,9 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     rows = []
     for dtype in ("float32", "bfloat16"):
-        rows.append({"dtype": dtype, "n": args.n, "gflops": measure_matmul_peak(args.n, dtype) / 1e9})
+        rows.append(
+            {"dtype": dtype, "n": args.n, "gflops": measure_matmul_peak(args.n, dtype) / 1e9}
+        )
     print_table(rows, ["dtype", "n", "gflops"])
     write_json(args.out, {"rows": rows})
     return {"rows": rows}
