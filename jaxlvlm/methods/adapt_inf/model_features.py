@@ -1,0 +1,93 @@
+"""Adapt-∞ sample vectors and scores of a batch under an LVLM with LoRA (the model glue, pure).
+
+The gradient features are those of the LoRA factors of ONE decoder layer (``layer``): the layer's
+slice of every LoRA target is the differentiated argument, the rest of the LoRA and the model are
+constants. Everything here jits; the runner streams pool batches through ``batch_features``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxlvlm.methods.adapt_inf.sample_grads import answer_nll, sample_vectors
+from jaxlvlm.methods.adapt_inf.scorers import drop_image_tokens, score_batch
+
+MODEL_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
+
+
+def layer_slice(lora: dict, layer: int) -> dict:
+    """{target: {'a': [1, d_in, R], 'b': [1, R, d_out]}}: one decoder layer's LoRA factors."""
+    return {t: {"a": f["a"][layer], "b": f["b"][layer]} for t, f in lora.items()}
+
+
+def with_layer(lora: dict, layer: int, part: dict) -> dict:
+    """``lora`` with layer ``layer`` replaced by ``part`` (as returned by layer_slice)."""
+    return {
+        t: {"a": f["a"].at[layer].set(part[t]["a"]), "b": f["b"].at[layer].set(part[t]["b"])}
+        for t, f in lora.items()
+    }
+
+
+def _lowrank(lora: dict, alpha: float):
+    from jaxlvlm.train.lora import lora_to_lowrank
+
+    rank = next(iter(lora.values()))["a"].shape[-1]
+    return lora_to_lowrank(lora, alpha, rank)
+
+
+def model_logits(model, params: Any, lora: dict, batch: dict, alpha: float) -> jax.Array:
+    """logits [B, L, V] of the LVLM with LoRA on ``batch`` (batch contract keys)."""
+    kwargs = {}
+    if "pixel_values" in batch:
+        kwargs = {"pixel_values": batch["pixel_values"], "num_images": batch["num_images"]}
+    return model.apply(
+        {"params": params},
+        batch["input_ids"],
+        batch["attention_mask"],
+        lowrank=_lowrank(lora, alpha),
+        **kwargs,
+    )
+
+
+def sample_loss_fn(model, params: Any, lora: dict, layer: int, alpha: float):
+    """loss_fn(layer_part, sample) -> answer-token mean NLL of one sample (no batch dim)."""
+
+    def loss_fn(part, sample):
+        full = with_layer(lora, layer, part)
+        one = jax.tree_util.tree_map(lambda x: x[None], sample)
+        logits = model_logits(model, params, full, one, alpha)
+        return answer_nll(logits[0], sample["targets"], sample["loss_mask"])
+
+    return loss_fn
+
+
+def batch_features(
+    model,
+    params: Any,
+    lora: dict,
+    batch: dict,
+    key: jax.Array,
+    *,
+    layer: int,
+    alpha: float,
+    dim: int,
+    image_token_id: int,
+    block_k: int = 128,
+    block_p: int = 16384,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Sample vectors u [B, dim] (unit rows) and every scorer [B] for one batch.
+
+    Two extra forwards beyond the per-sample gradients: the batch with its images, and the same
+    batch with the image tokens dropped (Image Grounding).
+    """
+    batch = {k: batch[k] for k in MODEL_KEYS if k in batch}
+    loss_fn = sample_loss_fn(model, params, lora, layer, alpha)
+    u, grand = sample_vectors(loss_fn, layer_slice(lora, layer), batch, key, dim, block_k, block_p)
+    text = drop_image_tokens(batch, image_token_id)
+    logits_img = model_logits(model, params, lora, batch, alpha)
+    logits_txt = model_logits(model, params, lora, text, alpha)
+    scores = score_batch(logits_img, logits_txt, batch, text, grand)
+    return u, {k: v.astype(jnp.float32) for k, v in scores.items()}
