@@ -41,6 +41,13 @@ def run(config, workdir: str) -> dict:
     return get_runner(config.mode)(config, workdir)
 
 
+class _QuietLibraries(logging.Filter):
+    """Drops INFO chatter of orbax (several lines per checkpoint); warnings still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -48,6 +55,8 @@ def main(argv) -> None:
     from jaxlvlm.train.loop import NonFiniteLossError
 
     logging.getLogger().setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietLibraries())
     try:
         run(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, NonFiniteLossError) as e:
