@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_records
+from data_fixtures import make_records
 
 from jaxlvlm.data.bad_samples import BadSample
 from jaxlvlm.data.conversation import tokenize_for_training, tokenize_prompt

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from conftest import png_bytes
+from data_fixtures import png_bytes
 
 from jaxlvlm.data.bad_samples import BadSample, BadSamplePolicy, TooManyBadSamples
 from jaxlvlm.data.llava_json import read_llava_records

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import make_records
+from data_fixtures import make_records
 
 from jaxlvlm.data import batch as B
 from jaxlvlm.data.pipeline import DataConfig, ImageConfig, TaskSource, make_eval_batches

@@ -7,7 +7,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import make_records
+from data_fixtures import make_records
 
 from jaxlvlm.data import batch as B
 from jaxlvlm.data.bad_samples import BadSample, TooManyBadSamples

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow_datasets as tfds
-from conftest import make_records, png_bytes
+from data_fixtures import make_records, png_bytes
 
 from jaxlvlm.data.pipeline import DataConfig, ImageConfig, make_train_iterator
 from jaxlvlm.data.tfds_builder import open_tfds_source, write_tfds_dataset
