@@ -36,10 +36,11 @@ import numpy as np
 from jax.sharding import Mesh
 from transformers import PreTrainedTokenizerBase
 
-from jaxlvlm.data.bad_samples import BadSamplePolicy
+from jaxlvlm.data.bad_samples import BadSample, BadSamplePolicy
 from jaxlvlm.data.collate import choose_bucket, collate
 from jaxlvlm.data.examples import (
     ImageConfig,
+    bad_marker,
     marker_to_error,
     prepare_eval_example,
     prepare_train_example,
@@ -229,13 +230,8 @@ class _Prepare:
         )
         try:
             raw = source[index]
-        except Exception as e:  # noqa: BLE001 - a source's BadSample (or read error) becomes a marker
-            from jaxlvlm.data.bad_samples import BadSample
-            from jaxlvlm.data.examples import bad_marker
-
-            if isinstance(e, BadSample):
-                return bad_marker(e.with_location(location))
-            raise
+        except BadSample as e:  # e.g. a LLaVA entry whose image is missing: the policy decides
+            return bad_marker(e.with_location(location))
         return prepare(raw, **kwargs)
 
 

@@ -179,3 +179,31 @@ def test_lazy_source_raises_per_sample(tmp_path, image_root):
     with pytest.raises(BadSample, match="malformed_json"):
         source[2]
     assert source.location(2).endswith("d.jsonl:3")
+
+
+def test_pipeline_over_a_llava_json_spec_skips_and_counts(
+    tmp_path, image_root, chat_tokenizer, image_token_id
+):
+    from jaxlvlm.data.pipeline import DataConfig, ImageConfig, make_train_iterator
+
+    path = _write_jsonl(
+        tmp_path / "d.jsonl", [GOOD[0], BAD_CASES[0][1], GOOD[1], GOOD[2]], raw_lines=["{oops"]
+    )
+    spec = {"type": "llava_json", "path": str(path), "image_root": str(image_root)}
+    cfg = DataConfig(
+        sources=(spec,),
+        global_batch_size=4,
+        buckets=(64,),
+        max_images=2,
+        num_epochs=1,
+        on_bad_sample="skip",
+        max_bad_samples=2,
+    )
+    it = make_train_iterator(
+        cfg, chat_tokenizer, ImageConfig(32, 4, image_token_id, "clip"), None, seed=0
+    )
+    batches = list(it)
+    assert len(batches) == 1 and sorted(batches[0]["sample_index"].tolist()) == [-1, 0, 2, 3]
+    summary = it.bad_sample_summary()
+    assert summary["skipped_by_reason"] == {"malformed_json": 1, "missing_image": 1}
+    assert "d.jsonl:2" in summary["examples"]["missing_image"]
