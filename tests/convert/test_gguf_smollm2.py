@@ -3,7 +3,8 @@ same file, float32 at highest matmul precision.
 
 - next-token distributions on a ~500-token chat prompt: max per-token KL(p_torch || p_ours) < 1e-4
   (a long prompt, because short ones hide RoPE errors at far positions);
-- greedy decoding of 32 tokens through prefill + KV-cache decode equals transformers' generate.
+- greedy decoding of 32 tokens through prefill + KV-cache decode, and through the batched
+  ``greedy_generate`` on right-padded prompts of different lengths, equals transformers' generate.
 """
 
 from __future__ import annotations
@@ -101,11 +102,9 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
     return m + np.log(np.exp(x - m).sum(-1, keepdims=True))
 
 
-def test_greedy_generation_matches_transformers(smollm2):
+def _torch_greedy(torch_model, ids: np.ndarray, eos: int) -> list[int]:
     import torch
 
-    model, params, torch_model, ids, tokenizer = smollm2
-    eos = tokenizer.eos_token_id
     with torch.no_grad():
         out = torch_model.generate(
             torch.tensor(ids, dtype=torch.long),
@@ -115,8 +114,15 @@ def test_greedy_generation_matches_transformers(smollm2):
             eos_token_id=eos,
             pad_token_id=eos,
         )
-    ref_tokens = out[0, ids.shape[1] :].tolist()
+    return out[0, ids.shape[1] :].tolist()
 
+
+def test_greedy_generation_matches_transformers(smollm2):
+    model, params, torch_model, ids, tokenizer = smollm2
+    eos = tokenizer.eos_token_id
+    ref_tokens = _torch_greedy(torch_model, ids, eos)
+
+    # The model's own generation API: prefill, then one cached decode step per token.
     prefill = jax.jit(
         lambda p, i, m: model.apply(
             {"params": p}, i, m, max_length=ids.shape[1] + NEW_TOKENS, method="prefill"
@@ -132,3 +138,39 @@ def test_greedy_generation_matches_transformers(smollm2):
         ours.append(int(token[0]))
     assert ours == ref_tokens, (tokenizer.decode(ours), tokenizer.decode(ref_tokens))
     assert len(ours) > 4  # a real answer, not an immediate end of turn
+
+
+def test_batched_greedy_generate_matches_transformers_per_row(smollm2):
+    """jaxlvlm.eval.generate.greedy_generate on right-padded prompts of different lengths: each row
+    continues from its own last token exactly as transformers does for that prompt alone."""
+    from jaxlvlm.eval.generate import greedy_generate
+
+    model, params, torch_model, ids, tokenizer = smollm2
+    eos = tokenizer.eos_token_id
+    short_prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Name three colours of the rainbow."}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    short = np.asarray(tokenizer(short_prompt)["input_ids"], np.int32)[None, :]
+    batch_ids = np.full((2, ids.shape[1]), eos, np.int32)
+    mask = np.zeros_like(batch_ids)
+    for row, prompt in enumerate((ids, short)):
+        batch_ids[row, : prompt.shape[1]] = prompt[0]
+        mask[row, : prompt.shape[1]] = 1
+    out = np.asarray(
+        greedy_generate(
+            model,
+            params,
+            {"input_ids": batch_ids, "attention_mask": mask},
+            max_new_tokens=NEW_TOKENS,
+            eos_id=eos,
+            pad_id=eos,
+        )
+    )
+    assert out.shape == (2, NEW_TOKENS)
+    for row, prompt in enumerate((ids, short)):
+        ref = _torch_greedy(torch_model, prompt, eos)
+        got = out[row].tolist()
+        assert got[: len(ref)] == ref, (row, tokenizer.decode(got), tokenizer.decode(ref))
+        assert all(t == eos for t in got[len(ref) :]), row
