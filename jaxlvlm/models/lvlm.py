@@ -112,7 +112,7 @@ class LVLM(nn.Module):
                 v = self.config.vision
                 dummy = jnp.zeros((1, 1, v.image_size, v.image_size, v.num_channels), embeds.dtype)
                 self.image_features(dummy, connector_inputs, deterministic)
-            return embeds
+            return nn.with_logical_constraint(embeds, ("batch", "length", None))
         if pixel_values.ndim == 4:
             pixel_values = pixel_values[:, None]
         if pixel_values.ndim != 5 or pixel_values.shape[0] != input_ids.shape[0]:

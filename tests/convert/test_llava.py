@@ -30,13 +30,14 @@ def saved(request, tmp_path_factory):
 
 def _ours(cfg, params, batch, runtime=None):
     model = build_model(cfg, runtime)
+    forward = jax.jit(lambda p, ids, mask, pix, n: model.apply({"params": p}, ids, mask, pix, n))
     return np.asarray(
-        model.apply(
-            {"params": params},
-            input_ids=batch["input_ids"].astype(np.int32),
-            attention_mask=batch["attention_mask"].astype(np.int32),
-            pixel_values=batch["pixel_values"],
-            num_images=batch["num_images"],
+        forward(
+            params,
+            batch["input_ids"].astype(np.int32),
+            batch["attention_mask"].astype(np.int32),
+            batch["pixel_values"],
+            batch["num_images"],
         )
     )
 
