@@ -156,7 +156,7 @@ def save_pretrained_hf(config: ModelConfig, params: dict[str, Any], out_dir: str
         hf, tensors = vision.vision_config_to_hf(config), vision.vision_params_to_hf(config, params)
     else:
         raise TypeError(f"save_pretrained_hf: not a model config: {type(config).__name__}")
-    hf = {**hf, "torch_dtype": "float32"}
+    hf = {**hf, "dtype": "float32"}
     write_safetensors_dir(out_dir, hf, tensors)
 
 

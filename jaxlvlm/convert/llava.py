@@ -65,6 +65,41 @@ def detect_layout(src: TensorSource) -> LlavaLayout:
     )
 
 
+# transformers' LlamaConfig / Qwen2Config defaults for the structural fields: LLaVA configs (e.g.
+# llava-1.5) often store only the fields that differ from them in text_config.
+_TEXT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": dict(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-6,
+    ),
+    "qwen2": dict(
+        vocab_size=151936,
+        hidden_size=4096,
+        intermediate_size=22016,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+    ),
+}
+
+
+def _text_defaults(text: dict[str, Any]) -> dict[str, Any]:
+    model_type = text.get("model_type", "llama")
+    defaults = _TEXT_DEFAULTS.get(model_type, {})
+    return {
+        "model_type": model_type,
+        **defaults,
+        **{k: v for k, v in text.items() if v is not None},
+    }
+
+
 def llava_config_from_hf(hf: dict[str, Any], tied: bool | None = None) -> LVLMConfig:
     """config.json of LlavaForConditionalGeneration -> LVLMConfig.
 
@@ -73,7 +108,7 @@ def llava_config_from_hf(hf: dict[str, Any], tied: bool | None = None) -> LVLMCo
     """
     if "text_config" not in hf or "vision_config" not in hf:
         raise ConversionError("LLaVA config.json needs 'text_config' and 'vision_config'")
-    text = text_config_from_hf(hf["text_config"])
+    text = text_config_from_hf(_text_defaults(hf["text_config"]))
     if tied is None:
         tied = bool(
             hf.get("tie_word_embeddings", hf["text_config"].get("tie_word_embeddings", False))

@@ -144,3 +144,57 @@ def test_multi_layer_features_are_refused(saved, tmp_path):
     os.symlink(os.path.join(path, "model.safetensors"), tmp_path / "model.safetensors")
     with pytest.raises(ConversionError, match="several layers"):
         load_pretrained(str(tmp_path))
+
+
+def test_sparse_llava15_config_gets_transformers_defaults():
+    from jaxlvlm.convert.llava import llava_config_from_hf
+
+    # The shape of llava-hf/llava-1.5-7b-hf's config.json: sub-configs list only non-default fields.
+    hf = {
+        "architectures": ["LlavaForConditionalGeneration"],
+        "image_token_index": 32000,
+        "model_type": "llava",
+        "projector_hidden_act": "gelu",
+        "text_config": {
+            "architectures": ["LlamaForCausalLM"],
+            "max_position_embeddings": 4096,
+            "model_type": "llama",
+            "rms_norm_eps": 1e-05,
+            "vocab_size": 32064,
+        },
+        "vision_config": {
+            "hidden_size": 1024,
+            "image_size": 336,
+            "intermediate_size": 4096,
+            "model_type": "clip_vision_model",
+            "num_attention_heads": 16,
+            "num_hidden_layers": 24,
+            "patch_size": 14,
+            "projection_dim": 768,
+        },
+        "vision_feature_layer": -2,
+        "vision_feature_select_strategy": "default",
+    }
+    cfg = llava_config_from_hf(hf)
+    t, v = cfg.text, cfg.vision
+    assert (t.vocab_size, t.hidden_size, t.intermediate_size, t.num_layers) == (
+        32064,
+        4096,
+        11008,
+        32,
+    )
+    assert (t.num_heads, t.num_kv_heads, t.rms_norm_eps, t.max_position_embeddings) == (
+        32,
+        32,
+        1e-5,
+        4096,
+    )
+    assert (v.style, v.hidden_size, v.num_layers, v.image_size, v.patch_size) == (
+        "clip",
+        1024,
+        24,
+        336,
+        14,
+    )
+    assert v.act == "quick_gelu" and v.layer_norm_eps == 1e-5
+    assert cfg.image_token_id == 32000 and cfg.image_tokens_per_image == 576
