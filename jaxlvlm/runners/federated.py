@@ -183,12 +183,23 @@ def _stage_model(run, connector: str, kwargs: dict):
     return cfg, S.build(cfg, run.runtime)
 
 
-def _init_connector(model, cfg, seed: int):
-    from jaxlvlm.train import setup as S
+def _init_connectors(cfg, seed: int, count: int):
+    """``count`` fresh connector parameter trees (leaves [count, ...]) of cfg's connector.
 
-    inputs = S.dummy_inputs(cfg)
-    params = jax.jit(model.init)(jax.random.PRNGKey(seed), **inputs)["params"]
-    return nn.meta.unbox(params)["connector"]
+    Only the connector is initialised (one jitted, vmapped init), as the LVLM would build it.
+    """
+    from jaxlvlm.models.connector import make_connector
+
+    conn = make_connector(
+        cfg.connector,
+        cfg.vision.hidden_size,
+        cfg.text.hidden_size,
+        bias=cfg.projector_bias,
+        **dict(cfg.connector_kwargs),
+    )
+    feats = jnp.zeros((1, cfg.image_tokens_per_image, cfg.vision.hidden_size), jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(seed), count)
+    return jax.jit(jax.vmap(lambda k: nn.meta.unbox(conn.init(k, feats)["params"])))(keys)
 
 
 @register_runner("federated")
@@ -236,9 +247,9 @@ def run_federated(config, workdir: str) -> dict:
         )
         base_conn = base_params["connector"]  # LLaVA's projector -> ψ_t (same parameter names)
         task_avgs = _stack([base_conn] * T)
-        stage1_init = [_init_connector(model1, cfg1, config.seed + 1000 + k) for k in range(K)]
-        stage2_init = [_init_connector(model2, cfg2, config.seed + 2000 + k) for k in range(K)]
-        client_state = _stack([{"client_adapter": s["client_adapter"]} for s in stage1_init])
+        stage1_init = _init_connectors(cfg1, config.seed + 1000, K)
+        stage2_init = _init_connectors(cfg2, config.seed + 2000, K)
+        client_state = {"client_adapter": stage1_init["client_adapter"]}
         lora = _stack([lora0] * K)
         schedule = P.round_schedule(m["rounds"])
     else:
@@ -272,8 +283,8 @@ def run_federated(config, workdir: str) -> dict:
             if "router" not in client_state:  # entering stage 2: fresh cross adapters and router
                 client_state = {
                     "client_adapter": client_state["client_adapter"],
-                    "cross_adapters": _stack([s["cross_adapters"] for s in stage2_init]),
-                    "router": _stack([s["router"] for s in stage2_init]),
+                    "cross_adapters": stage2_init["cross_adapters"],
+                    "router": stage2_init["router"],
                 }
             state_in = client_state
         else:

@@ -11,6 +11,8 @@ FIGURES = {
     "generation": "tools.bench.generation",
     "scaling": "tools.bench.scaling",
     "data": "tools.bench_data",
+    "sample_vectors": "tools.bench.sample_vectors",
+    "federated_round": "tools.bench.federated_round",
 }
 
 
