@@ -17,9 +17,13 @@ from ml_collections import config_flags
 
 # Config files import configs.common: make the repository root importable when the file lives in a
 # configs/ directory and the command runs from elsewhere.
-for _arg in sys.argv:
+for _i, _arg in enumerate(sys.argv):
+    _path = ""
     if _arg.startswith("--config="):
         _path = _arg.split("=", 1)[1].split(":", 1)[0]
+    elif _arg == "--config" and _i + 1 < len(sys.argv):
+        _path = sys.argv[_i + 1].split(":", 1)[0]
+    if _path:
         _root = os.path.dirname(os.path.dirname(os.path.abspath(_path)))
         if _root not in sys.path:
             sys.path.append(_root)
