@@ -168,6 +168,11 @@ class Decoder(nn.Module):
         """Runs right-padded prompts [B, L, C] (mask [B, L]) and returns (logits [B, L, V] float32,
         KVCache with room for ``max_length`` tokens and length = tokens per row)."""
         self._ensure_embedding()
+        if inputs_embeds.shape[1] > max_length:
+            raise ValueError(
+                f"prompt length {inputs_embeds.shape[1]} exceeds max_length {max_length}; "
+                "max_length must cover the prompt and the tokens to generate"
+            )
         mask = attention_mask.astype(bool)
         sin, cos = self._rope(default_positions(mask))
         x = inputs_embeds.astype(jnp.dtype(self.runtime.compute_dtype))
