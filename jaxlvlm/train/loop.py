@@ -83,7 +83,7 @@ def train_loop(
                 continue
             for s, m in pending:
                 _check_finite(s, m, checkpointer)
-                tokens_since += float(np.asarray(m["tokens"]))
+                tokens_since += float(np.asarray(m.get("input_tokens", m["tokens"])))
             pending.clear()
             if is_log:
                 info = to_python(metrics, task_names)

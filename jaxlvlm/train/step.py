@@ -50,7 +50,8 @@ def make_train_step(
     """Returns the un-jitted pure step (the caller jits it with shardings and donation).
 
     frozen: bool tree shaped like {'params', 'lora'}; True leaves have their gradients stopped.
-    Metrics: loss [], grad_norm [] (before clipping), tokens [] (loss-mask tokens), task_loss [T]
+    Metrics: loss [], grad_norm [] (before clipping), tokens [] (loss-mask tokens), input_tokens []
+    (attention-mask tokens: the throughput count), task_loss [T]
     (unweighted token-mean NLL per task, 0 where a task has no tokens), task_tokens [T], lr [],
     plus any scalar entries a custom loss puts in its aux dict (averaged over micro-batches).
     """
@@ -115,6 +116,7 @@ def make_train_step(
             "loss": num / den,
             "grad_norm": optax.global_norm(grads),
             "tokens": jnp.sum(task_tok),
+            "input_tokens": jnp.sum(batch[B.ATTENTION_MASK].astype(jnp.float32)),
             "task_loss": task_sum / jnp.maximum(task_tok, 1.0),
             "task_tokens": task_tok,
             **scalars,
