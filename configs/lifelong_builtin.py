@@ -8,9 +8,10 @@ Stream (4 steps): attribute + counting -> spatial + attribute_dup (the same gene
 attribute: exact duplicates under another name) -> reading_rare (a tenth of the others' size) +
 counting_noisy (counting over noisy backgrounds: near-duplicates of the skill) -> digits.
 The budget is 25% of the data that joins per step on average (``budget_frac``); the pool keeps
-4 x budget after pruning. Colon arguments: test, approach, scorer, steps_per_epoch (unused), num,
-eval_num, budget_frac, clusters, proj_dim, base_steps, joint_summary (path of the joint run's
-summary.json, for the relative gain).
+4 x budget after pruning; each step makes ``epochs`` passes over its selection (the joint and
+'all' runs make the same number of passes over all their data). Colon arguments: test, approach,
+scorer, num, eval_num, budget_frac, epochs, clusters, proj_dim, base_steps, joint_summary (path of
+the joint run's summary.json, for the relative gain).
 
 Recipe for the paper's stream on accelerators (not run here): convert LLaVA-1.5-7B with
 tools/convert_checkpoint.py, import LLaVA-665K, M3IT, MiniGPT-4, MANTIS, LAMM, Vision-Flan with the
@@ -40,6 +41,7 @@ def get_config(arg: str | None = None):
         num=600,
         eval_num=60,
         budget_frac=0.25,
+        epochs=8,
         clusters=6,
         proj_dim=1024,
         base_steps=300,
@@ -117,6 +119,7 @@ def get_config(arg: str | None = None):
     c.method.scorer = a.scorer
     c.method.stream = tuple(steps)
     c.method.budget = max(8, int(a.budget_frac * per_step))
+    c.method.epochs = 1 if a.test else a.epochs
     c.method.num_clusters = a.clusters
     c.method.proj_dim = a.proj_dim
     c.method.base_steps = a.base_steps

@@ -57,6 +57,7 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     block_p=16384,
     grad_layer=-1,  # decoder layer whose LoRA gradients embed the samples (-1 = last)
     feature_batch=16,
+    grad_mode="vmap",  # per-sample grads: 'vmap' (vmap(grad)) or 'mixture' (one pass, LoRA copies)
     base_steps=0,
     base_sources=(),
     evaluate_base=True,
@@ -138,6 +139,7 @@ def pool_features(
             image_token_id=run.model_cfg.image_token_id,
             block_k=m["block_k"],
             block_p=m["block_p"],
+            grad_mode=m["grad_mode"],
         )
     )
     key = jax.random.PRNGKey(seed)  # the same Π for every batch of this step

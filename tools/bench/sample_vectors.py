@@ -4,8 +4,8 @@ memory of the block Rademacher projection at a large projection size.
     python -m tools.bench sample_vectors [--config tiny] [--batch 8] [--dim 1024] [--out FILE]
 
 Throughput: samples/s of (per-sample grads of one layer's LoRA + projection + normalisation) for
-one batch, the vmapped path (one jitted call) against a loop of jitted single-sample calls, on the
-same LVLM (tools.bench.common BENCH_CONFIGS). Memory: XLA's temp-buffer size of the projection at
+one batch: the vmapped path (one jitted call), the one-pass mixture path (per-sample LoRA copies in
+one batched forward/backward) and a loop of jitted single-sample calls, on the same LVLM (tools.bench.common BENCH_CONFIGS). Memory: XLA's temp-buffer size of the projection at
 P = 1M parameters, k = 8192 (Adapt-∞'s default), next to the 32 GiB the full Π would take.
 """
 
@@ -97,6 +97,12 @@ def throughput(name: str, batch: int, dim: int, iters: int) -> dict:
     key = jax.random.PRNGKey(2)
 
     vmapped = jax.jit(lambda b: sample_vectors(loss_fn, part, b, key, dim))
+
+    def mixture_fn(b):
+        g = flatten_per_sample(MF.mixture_sample_grads(model, params, lora, b, layer, 16.0))
+        return normalize_rows(rademacher_project(g, key, dim))
+
+    mixture = jax.jit(mixture_fn)
     grad_one = jax.jit(jax.grad(loss_fn))
     project = jax.jit(lambda g: normalize_rows(rademacher_project(g, key, dim)))
 
@@ -110,8 +116,10 @@ def throughput(name: str, batch: int, dim: int, iters: int) -> dict:
     u_v = vmapped(data)[0]
     u_l = loop()
     max_diff = float(jnp.abs(u_v - u_l).max())
+    max_diff_mix = float(jnp.abs(mixture(data) - u_l).max())
     t_v = time_fn(lambda: vmapped(data)[0].block_until_ready(), warmup=1, iters=iters)
     t_l = time_fn(loop, warmup=1, iters=iters)
+    t_m = time_fn(lambda: mixture(data).block_until_ready(), warmup=1, iters=iters)
     num_params = sum(x.size for x in jax.tree_util.tree_leaves(part))
     return {
         "config": name,
@@ -121,8 +129,10 @@ def throughput(name: str, batch: int, dim: int, iters: int) -> dict:
         "dim": dim,
         "vmap_samples_per_s": batch / t_v["median_s"],
         "loop_samples_per_s": batch / t_l["median_s"],
+        "mixture_samples_per_s": batch / t_m["median_s"],
         "speedup": t_l["median_s"] / t_v["median_s"],
         "max_abs_diff_vmap_vs_loop": max_diff,
+        "max_abs_diff_mixture_vs_loop": max_diff_mix,
     }
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxlvlm.methods.adapt_inf.sample_grads import answer_nll, sample_vectors
+from jaxlvlm.methods.adapt_inf.projection import normalize_rows, rademacher_project
+from jaxlvlm.methods.adapt_inf.sample_grads import answer_nll, flatten_per_sample, sample_vectors
 from jaxlvlm.methods.adapt_inf.scorers import drop_image_tokens, score_batch
 
 MODEL_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
@@ -64,6 +65,46 @@ def sample_loss_fn(model, params: Any, lora: dict, layer: int, alpha: float):
     return loss_fn
 
 
+def mixture_sample_grads(
+    model, params: Any, lora: dict, batch: dict, layer: int, alpha: float
+) -> dict:
+    """Per-sample gradients of one layer's LoRA in ONE batched forward/backward (no vmap).
+
+    Every sample gets its own copy of the LoRA factors (the hook's N = B entries with one-hot
+    coefficients: row b uses copy b only), so d(Σ_b loss_b)/d(copy_b) = d loss_b / d θ. The extra
+    cost is a rank-(B·R) instead of rank-R LoRA in every layer. Returns leaves [B, 1, ...] shaped
+    like ``per_sample_grads(sample_loss_fn(...), layer_slice(lora, layer), batch)``.
+    """
+    from jaxlvlm.models.lowrank import LowRankFactors
+
+    size = batch["input_ids"].shape[0]
+    rank = next(iter(lora.values()))["a"].shape[-1]
+    coeff = jnp.eye(size, dtype=jnp.float32) * (alpha / rank)
+    copies = jax.tree_util.tree_map(lambda x: jnp.repeat(x, size, axis=0), layer_slice(lora, layer))
+
+    def total_loss(copies):
+        lowrank = {}
+        for t, f in lora.items():
+            a = jnp.repeat(f["a"], size, axis=1).at[layer].set(copies[t]["a"])
+            b = jnp.repeat(f["b"], size, axis=1).at[layer].set(copies[t]["b"])
+            lowrank[t] = LowRankFactors(a=a, b=b, coeff=coeff)
+        kwargs = {}
+        if "pixel_values" in batch:
+            kwargs = {"pixel_values": batch["pixel_values"], "num_images": batch["num_images"]}
+        logits = model.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            lowrank=lowrank,
+            **kwargs,
+        )
+        per_sample = jax.vmap(answer_nll)(logits, batch["targets"], batch["loss_mask"])
+        return jnp.sum(per_sample)
+
+    grads = jax.grad(total_loss)(copies)  # leaves [B, d_in, R] / [B, R, d_out]
+    return jax.tree_util.tree_map(lambda g: g[:, None], grads)
+
+
 def batch_features(
     model,
     params: Any,
@@ -77,15 +118,26 @@ def batch_features(
     image_token_id: int,
     block_k: int = 128,
     block_p: int = 16384,
+    grad_mode: str = "vmap",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Sample vectors u [B, dim] (unit rows) and every scorer [B] for one batch.
 
     Two extra forwards beyond the per-sample gradients: the batch with its images, and the same
-    batch with the image tokens dropped (Image Grounding).
+    batch with the image tokens dropped (Image Grounding). grad_mode 'vmap': vmap(grad) over
+    single-sample forwards; 'mixture': one batched pass with per-sample LoRA copies (same values).
     """
     batch = {k: batch[k] for k in MODEL_KEYS if k in batch}
-    loss_fn = sample_loss_fn(model, params, lora, layer, alpha)
-    u, grand = sample_vectors(loss_fn, layer_slice(lora, layer), batch, key, dim, block_k, block_p)
+    if grad_mode == "vmap":
+        loss_fn = sample_loss_fn(model, params, lora, layer, alpha)
+        u, grand = sample_vectors(
+            loss_fn, layer_slice(lora, layer), batch, key, dim, block_k, block_p
+        )
+    elif grad_mode == "mixture":
+        g = flatten_per_sample(mixture_sample_grads(model, params, lora, batch, layer, alpha))
+        grand = jnp.linalg.norm(g, axis=-1)
+        u = normalize_rows(rademacher_project(g, key, dim=dim, block_k=block_k, block_p=block_p))
+    else:
+        raise ValueError(f"grad_mode={grad_mode!r}: choose 'vmap' or 'mixture'")
     text = drop_image_tokens(batch, image_token_id)
     logits_img = model_logits(model, params, lora, batch, alpha)
     logits_txt = model_logits(model, params, lora, text, alpha)
