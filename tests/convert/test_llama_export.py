@@ -48,6 +48,8 @@ CONFIGS = {
         ),
     ),
     "qwen2": dataclasses.replace(BASE, arch="qwen2", attention_bias=True),
+    # Llama's attention_bias puts a bias on o_proj as well; mlp_bias on gate/up/down.
+    "llama_biases": dataclasses.replace(BASE, attention_bias=True, mlp_bias=True),
 }
 
 
