@@ -129,7 +129,10 @@ class _ScanStep(nn.Module):
         h, kept = carry
         layer = ViTLayer
         if self.runtime.remat_vision != "none":
-            layer = nn.remat(layer, policy=remat_policy(self.runtime.remat_vision))
+            # Inside scan the CSE barrier is unnecessary (scan already prevents it) and costs speed.
+            layer = nn.remat(
+                layer, policy=remat_policy(self.runtime.remat_vision), prevent_cse=False
+            )
         h = layer(self.config, self.runtime, name="layer")(h)
         kept = jnp.where(layer_index + 1 == self.keep_after, h, kept)
         return (h, kept), None
