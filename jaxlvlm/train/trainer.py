@@ -75,7 +75,8 @@ def task_names_from(data_cfg) -> list[str]:
     return names
 
 
-def read_model_config(init_from: str) -> LVLMConfig | TextConfig:
+def read_model_config(init_from: str) -> tuple[LVLMConfig | TextConfig, bool | None]:
+    """(model config, whether its params are stored layer-scanned) of a converted checkpoint."""
     path = os.path.join(init_from, "model_config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -83,7 +84,9 @@ def read_model_config(init_from: str) -> LVLMConfig | TextConfig:
             "with tools/convert_checkpoint.py first"
         )
     with open(path) as f:
-        return config_from_dict(json.load(f))
+        d = json.load(f)
+    scanned = d.pop("scan_layers", None)
+    return config_from_dict(d), scanned
 
 
 def prepare_run(config, workdir: str) -> Run:
@@ -93,12 +96,18 @@ def prepare_run(config, workdir: str) -> Run:
     from jaxlvlm.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(config.tokenizer)
+    runtime = S.runtime_from(config)
     if config.init_from:
-        model_cfg = read_model_config(config.init_from)
+        model_cfg, scanned = read_model_config(config.init_from)
         logging.info("model architecture from %s (config.model is not used)", config.init_from)
+        if scanned is not None and scanned != runtime.scan_layers:
+            raise ValueError(
+                f"config.init_from={config.init_from!r} stores its layers "
+                f"{'stacked (scan)' if scanned else 'one by one'}; set "
+                f"config.runtime.scan_layers={bool(scanned)} to match"
+            )
     else:
         model_cfg = S.model_config_from(config, tokenizer)
-    runtime = S.runtime_from(config)
     model = S.build(model_cfg, runtime)
     mesh, rules = S.mesh_from_config(config)
     S.log_devices(mesh)
