@@ -63,9 +63,11 @@ def test_scan_and_remat_equal_plain_loop(remat):
     stacked["layers"] = {
         "layer": jax.tree.map(lambda *a: np.stack(a), *[params[f"layers_{i}"] for i in range(3)])
     }
+    plain_fn = jax.jit(plain.apply, static_argnames="feature_layer")
+    scanned_fn = jax.jit(scanned.apply, static_argnames="feature_layer")
     for layer in (None, 0, 1, -2):
-        want = plain.apply({"params": params}, x, feature_layer=layer)
-        got = scanned.apply({"params": stacked}, x, feature_layer=layer)
+        want = plain_fn({"params": params}, x, feature_layer=layer)
+        got = scanned_fn({"params": stacked}, x, feature_layer=layer)
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6, rtol=0)
 
 
