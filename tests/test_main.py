@@ -54,7 +54,9 @@ def _restore(workdir):
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     wd = str(tmp_path_factory.mktemp("straight"))
-    _main(wd)
+    # Evaluation every 3 steps and at the end; it must not change the trained state (compared below
+    # with a run that never evaluates).
+    _main(wd, "--config.eval.enabled=True", "--config.train.eval_every=3")
     return wd
 
 
@@ -67,7 +69,20 @@ def test_train_writes_checkpoints_metrics_and_tables(straight):
     assert all(np.isfinite(r["loss"]) and "task_loss" in r and "mfu" in r for r in train)
     assert os.listdir(os.path.join(straight, "tensorboard"))
     assert "trainable" in open(os.path.join(straight, "params.txt")).read()
-    assert os.path.exists(os.path.join(straight, "report.md"))
+    evals = [r for r in lines if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [3, 6, 6]  # cadence, then the final evaluation
+    assert set(evals[-1]) - {"step", "kind"} == {
+        "attribute",
+        "counting",
+        "spatial",
+        "digits",
+        "arithmetic",
+    }
+    report = open(os.path.join(straight, "report.md")).read()
+    assert "## Per-task scores" in report and "| digits |" in report
+    assert os.path.exists(os.path.join(straight, "loss.png"))
+    preds = [json.loads(x) for x in open(os.path.join(straight, "predictions.jsonl"))]
+    assert len(preds) == 20 and all("score" in p for p in preds)
 
 
 def test_resume_after_kill_is_exact(straight, tmp_path):
