@@ -13,6 +13,7 @@ FIGURES = {
     "data": "tools.bench_data",
     "sample_vectors": "tools.bench.sample_vectors",
     "federated_round": "tools.bench.federated_round",
+    "prompt_pool": "tools.bench.prompt_pool",
 }
 
 
