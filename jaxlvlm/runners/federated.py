@@ -229,7 +229,6 @@ def run_federated(config, workdir: str) -> dict:
         jax.random.PRNGKey(config.seed + 5), text, list(config.lora.targets), config.lora.rank
     )
     lt_kw = dict(
-        frozen=frozen,
         lora_alpha=config.lora.alpha,
         lr_lora=m["lr_lora"],
         lr_connector=m["lr_connector"],
@@ -258,27 +257,35 @@ def run_federated(config, workdir: str) -> dict:
         client_state = _stack([{}] * K)
         schedule = [(r, "baseline") for r in range(1, m["rounds"] + 1)]
 
+    # Programs are built once: the compiled round is cached per program.
+    if approach == "pilot":
+        prog1 = PG.stage1_program(
+            PG.LocalTraining(model1, aux="stage1", lambda_diff=m["lambda_diff"], **lt_kw)
+        )
+        prog2 = PG.stage2_program(
+            PG.LocalTraining(
+                model2,
+                aux="stage2",
+                lambda_balance=m["lambda_balance"],
+                lambda_z=m["lambda_z"],
+                **lt_kw,
+            ),
+            T,
+        )
+    else:
+        mu = m["prox_mu"] if approach == "fedprox" else 0.0
+        prog_base = PG.baseline_program(PG.LocalTraining(model, prox_mu=mu, **lt_kw))
+
     for i, (rnd, stage) in enumerate(schedule):
         t_round = time.perf_counter()
         batches, active = client_batches(run, clients, m["local_epochs"], config.seed + 31 * i)
         keys = jax.random.split(jax.random.PRNGKey(config.seed + i), K)
         if approach == "pilot" and stage == "stage1":
-            program = PG.stage1_program(
-                PG.LocalTraining(model1, aux="stage1", lambda_diff=m["lambda_diff"], **lt_kw)
-            )
+            program = prog1
             payload = {"task_adapter": _take(task_avgs, own_task), "lora": lora}
             state_in = client_state
         elif approach == "pilot":
-            program = PG.stage2_program(
-                PG.LocalTraining(
-                    model2,
-                    aux="stage2",
-                    lambda_balance=m["lambda_balance"],
-                    lambda_z=m["lambda_z"],
-                    **lt_kw,
-                ),
-                T,
-            )
+            program = prog2
             payload = {"task_averages": _stack([task_avgs] * K), "own_task": own_task, "lora": lora}
             if "router" not in client_state:  # entering stage 2: fresh cross adapters and router
                 client_state = {
@@ -288,11 +295,10 @@ def run_federated(config, workdir: str) -> dict:
                 }
             state_in = client_state
         else:
-            mu = m["prox_mu"] if approach == "fedprox" else 0.0
-            program = PG.baseline_program(PG.LocalTraining(model, prox_mu=mu, **lt_kw))
+            program = prog_base
             state_in = client_state
         uploads, client_state, metrics = P.run_clients(
-            m["backend"], program, payload, state_in, batches, jnp.asarray(active), keys
+            m["backend"], program, payload, state_in, batches, jnp.asarray(active), keys, frozen
         )
         uploads = [_take(uploads, k) for k in range(K)]
         if m["fault_drill_client"] in names and i == 0:

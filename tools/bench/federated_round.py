@@ -5,7 +5,8 @@
 
 One round = every client's init -> S local AdamW steps (LoRA + connector, frozen backbone shared)
 -> final, on synthetic batches, through jaxlvlm.methods.pilot.client's 'vmap' and 'loop' backends.
-Compilation is excluded (one warm-up round each); both backends' uploads are compared.
+Compilation is excluded (one warm-up round each: the compiled round is cached per program); both
+backends' uploads are compared. The frozen backbone is one shared (non-vmapped) argument.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def round_times(name: str, clients: int, steps: int, batch: int, program: str, i
     lora = init_lora(jax.random.PRNGKey(1), cfg.text, ["q_proj", "v_proj"], 8)
     stack = lambda t: jax.tree_util.tree_map(lambda x: jnp.stack([x] * clients), t)
     if program == "baseline":
-        prog = PG.baseline_program(PG.LocalTraining(model, frozen=frozen, lora_alpha=16.0))
+        prog = PG.baseline_program(PG.LocalTraining(model, lora_alpha=16.0))
         payload = stack({"connector": params["connector"], "lora": lora})
         state = stack({})
     else:
@@ -51,7 +52,7 @@ def round_times(name: str, clients: int, steps: int, batch: int, program: str, i
     keys = jax.random.split(jax.random.PRNGKey(3), clients)
 
     def go(backend):
-        out = run_clients(backend, prog, payload, state, batches, active, keys)
+        out = run_clients(backend, prog, payload, state, batches, active, keys, frozen)
         jax.block_until_ready(out)
         return out
 

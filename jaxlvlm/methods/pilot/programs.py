@@ -16,7 +16,6 @@ Payloads (server -> client), client states (kept on the client between rounds) a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,13 +44,13 @@ BATCH_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_valu
 class LocalTraining:
     """How a client trains: the model of this stage, the shared frozen backbone, losses, optimiser.
 
-    frozen: {'vision': ..., 'llm': ...} parameters (never updated, never sent).
+    The frozen {'vision', 'llm'} parameters are not a field: they come as the round's ``shared``
+    argument (one copy for all clients, an argument of the compiled round, never a constant).
     aux: 'none' | 'stage1' (difference loss, weight lambda_diff) | 'stage2' (router losses).
     prox_mu > 0 adds FedProx's μ/2 ||w - w_received||².
     """
 
     model: nn.Module
-    frozen: Any
     lora_alpha: float
     lr_lora: float = 2e-4
     lr_connector: float = 2e-5
@@ -78,9 +77,12 @@ def _lowrank(lora: dict, alpha: float):
     return lora_to_lowrank(lora, alpha, rank)
 
 
-def local_loss(lt: LocalTraining, trainable: dict, anchor: dict, batch: dict):
-    """Token-mean answer NLL of the batch plus this stage's auxiliary terms -> (loss, metrics)."""
-    params = {**lt.frozen, "connector": trainable["connector"]}
+def local_loss(lt: LocalTraining, trainable: dict, anchor: dict, batch: dict, frozen: dict):
+    """Token-mean answer NLL of the batch plus this stage's auxiliary terms -> (loss, metrics).
+
+    frozen: the shared {'vision', 'llm'} parameters.
+    """
+    params = {**frozen, "connector": trainable["connector"]}
     logits, inter = lt.model.apply(
         {"params": params},
         batch["input_ids"],
@@ -134,10 +136,11 @@ def _optimizer(lt: LocalTraining, connector_mask: dict | None) -> optax.Gradient
 
 
 def _step_fn(lt: LocalTraining, tx):
-    def step(local, batch):
+    def step(local, batch, frozen):
         batch = {k: batch[k] for k in BATCH_KEYS}
+        frozen = jax.lax.stop_gradient(frozen)
         grads, metrics = jax.grad(
-            lambda tr: local_loss(lt, tr, local["anchor"], batch), has_aux=True
+            lambda tr: local_loss(lt, tr, local["anchor"], batch, frozen), has_aux=True
         )(local["trainable"])
         updates, opt = tx.update(grads, local["opt"], local["trainable"])
         trainable = optax.apply_updates(local["trainable"], updates)
@@ -206,9 +209,9 @@ def stage2_program(lt: LocalTraining, num_tasks: int) -> ClientProgram:
         tx = _optimizer(lt, mask_of(conn))
         return {"trainable": trainable, "opt": tx.init(trainable), "anchor": trainable}
 
-    def step(local, batch):
+    def step(local, batch, frozen):
         tx = _optimizer(lt, mask_of(local["trainable"]["connector"]))
-        return _step_fn(lt, tx)(local, batch)
+        return _step_fn(lt, tx)(local, batch, frozen)
 
     def final(local):
         conn = local["trainable"]["connector"]

@@ -25,12 +25,12 @@ def _program():
         w = payload["w"] + 0.01 * jax.random.normal(key, payload["w"].shape)
         return {"w": w, "mom": client_state["mom"]}
 
-    def step(state, batch):
+    def step(state, batch, shared):
         loss, g = jax.value_and_grad(lambda w: jnp.mean((batch["x"] @ w - batch["y"]) ** 2))(
             state["w"]
         )
         mom = 0.9 * state["mom"] + g
-        return {"w": state["w"] - 0.1 * mom, "mom": mom}, {"loss": loss}
+        return {"w": state["w"] - shared["lr"] * mom, "mom": mom}, {"loss": loss}
 
     def final(state):
         return {"w": state["w"]}, {"mom": state["mom"]}
@@ -48,19 +48,21 @@ def test_vmapped_clients_equal_clients_in_sequence():
     }
     active = jnp.asarray([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]], bool)
     keys = jax.random.split(jax.random.key(0), K)
-    out_v = run_clients("vmap", _program(), payloads, states, batches, active, keys)
-    out_l = run_clients("loop", _program(), payloads, states, batches, active, keys)
+    shared = {"lr": jnp.float32(0.1)}  # one copy for all clients, not vmapped
+    prog = _program()
+    out_v = run_clients("vmap", prog, payloads, states, batches, active, keys, shared)
+    out_l = run_clients("loop", prog, payloads, states, batches, active, keys, shared)
     for a, b in zip(
         jax.tree_util.tree_leaves(out_v), jax.tree_util.tree_leaves(out_l), strict=True
     ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     # Client 2 ran one step only: its inactive steps left the state exactly as after step 1.
     one = run_clients(
-        "loop", _program(), payloads, states, batches, jnp.asarray([[1, 0, 0]] * K, bool), keys
+        "loop", prog, payloads, states, batches, jnp.asarray([[1, 0, 0]] * K, bool), keys, shared
     )
     np.testing.assert_array_equal(np.asarray(out_v[0]["w"][2]), np.asarray(one[0]["w"][2]))
     with pytest.raises(ValueError, match="unknown client backend"):
-        run_clients("threads", _program(), payloads, states, batches, active, keys)
+        run_clients("threads", prog, payloads, states, batches, active, keys, shared)
 
 
 def test_bad_client_updates_are_rejected_named_and_the_round_goes_on():
