@@ -118,9 +118,10 @@ def _add_step_data(config, pool_state: PoolState, step_tasks, tasks, step: int, 
 def pool_features(
     run, params, lora, indices: np.ndarray, pool: DataPool, m, alpha: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Streams the pool rows ``indices`` through batch_features: (U [n, k], scores [S, n]).
+    """Streams the pool rows ``indices`` through batch_features.
 
-    Rows come back in ``indices`` order; memory on the host is n * (k + S) floats.
+    Returns (U [n', k], scores [S, n'], seen [n] bool): rows in ``indices`` order, n' = the rows
+    that got features (a row skipped as a bad sample gets none). Host memory: n * (k + S) floats.
     """
     data_cfg = dataclasses.replace(
         run.data_cfg, shuffle=False, num_epochs=1, global_batch_size=m["feature_batch"]
@@ -159,12 +160,15 @@ def pool_features(
                 s_all[:, i] = [scores[name][r] for name in ai.SCORER_NAMES]
                 seen[i] = True
     if not seen.all():
+        # Bad samples skipped by the pipeline (data.on_bad_sample='skip'): they leave the pool,
+        # counted and named in the log, instead of ending the run.
         missing = [int(indices[i]) for i in np.flatnonzero(~seen)[:5]]
-        raise RuntimeError(
-            f"{int((~seen).sum())} pool rows got no features (e.g. {[pool.location(g) for g in missing]}); "
-            "were they skipped as bad samples? set data.on_bad_sample='error' to see why"
+        logging.warning(
+            "%d pool rows got no features and leave the pool (e.g. %s)",
+            int((~seen).sum()),
+            [pool.location(g) for g in missing],
         )
-    return u_all, s_all
+    return u_all[seen], s_all[:, seen], seen
 
 
 def cluster_pool(
@@ -308,9 +312,10 @@ def run_lifelong(config, workdir: str) -> dict:
             info = json.load(open(os.path.join(step_dir, "selection.json")))
         else:
             u = scores = None
+            skipped = 0
             if approach in ("adapt_inf", "scorer"):
                 cur_lora = lora if lora is not None else _fresh_lora(config, run)
-                u, scores = pool_features(
+                u, scores, seen = pool_features(
                     run,
                     params,
                     cur_lora,
@@ -320,10 +325,12 @@ def run_lifelong(config, workdir: str) -> dict:
                     config.lora.alpha,
                     config.seed + 100 + t,
                 )
+                alive_idx, skipped = alive_idx[seen], int((~seen).sum())
             selected, labels, info = select_step(
                 approach, m, u, scores, alive_idx, new_idx, config.seed + 200 + t, centroids
             )
             alive_after = prune_step(approach, m, u, labels, alive_idx, config.seed + 300 + t)
+            info["skipped_bad_samples"] = skipped
             centroids = info.pop("centroids", None)
             centroids = np.zeros((0,), np.float32) if centroids is None else centroids
             if jax.process_index() == 0:
