@@ -87,6 +87,7 @@ def run_phase(
     after_step: AfterStep | None = None,
     lowrank_fn: LowrankFn | None = None,
     finalize: Callable[[TrainState], TrainState] | None = None,
+    wrap_iterator: Callable[[Any, TR.Run], Any] | None = None,
     evaluate: bool = True,
     need_state: bool = True,
     extra: dict | None = None,
@@ -102,6 +103,8 @@ def run_phase(
       method_state / lora_init / loss_fn / forward_fn: passed to the trainer's state and step.
       before_step / after_step: method-state updates around each step (see module docstring).
       lowrank_fn: the model's low-rank hooks during evaluation.
+      wrap_iterator: (train iterator, run) -> iterator adding method keys to each batch (it must
+        keep get_state/set_state).
       finalize: pure end-of-phase update of the trained state (e.g. the pool's end-of-task
         snapshot), applied before evaluation and again to the restored state of a complete phase.
       evaluate: run greedy evaluation at the end.
@@ -140,6 +143,8 @@ def run_phase(
     data_iter = make_train_iterator(
         run.data_cfg, run.tokenizer, run.image_cfg, run.mesh, config.seed, sources=train_sources
     )
+    if wrap_iterator is not None:
+        data_iter = wrap_iterator(data_iter, run)
     latest = checkpointer.latest_step()
     if latest is not None:
         state = TR.init_or_restore(run, setup, checkpointer, data_iter)

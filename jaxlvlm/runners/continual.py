@@ -10,8 +10,9 @@ config.method.approach:
   continual_llava  frozen LVLM + the prompt pool on o_proj (jaxlvlm/methods/prompt_pool.py): per task,
                    stage 1 aligns the selected keys (eq. 11, align_steps batches, keys only), stage 2
                    trains the pool factors and contextual weights (eq. 12); the end-of-task snapshot
-                   freezes the task's contextual increment. Instruction embedding: the frozen LLM's
-                   mean token embedding of the prompt text.
+                   freezes the task's contextual increment. Instruction embedding (method.embedding):
+                   'minilm' = the frozen all-MiniLM-L6-v2 of the prompt text (decoded from the
+                   batch), or 'token_mean' = the frozen LLM's mean input embedding of those tokens.
   seq_ft           sequential fine-tuning of connector + LLM (vision frozen)
   seq_lora         sequential LoRA (config.lora targets/rank) on the frozen LVLM
   replay           seq_ft with replay_per_task samples of every earlier task mixed in (a small buffer)
@@ -36,6 +37,11 @@ from jaxlvlm.data import batch as B
 from jaxlvlm.eval import continual_metrics as cm
 from jaxlvlm.methods import prompt_pool as pp
 from jaxlvlm.runners import _plots
+from jaxlvlm.runners._instructions import (
+    INSTRUCTION_EMBEDDING,
+    EmbeddingIterator,
+    embed_global_batch,
+)
 from jaxlvlm.runners._phase import run_phase, scores_vector
 from jaxlvlm.runners.registry import register_runner
 
@@ -53,6 +59,7 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     include_current=False,
     align_steps=20,
     key_lr=1e-3,
+    embedding="minilm",  # 'minilm' (frozen all-MiniLM-L6-v2) | 'token_mean' (frozen LLM embeddings)
     replay_per_task=0,
     evaluate_base=True,
 )
@@ -69,6 +76,10 @@ def method_settings(config) -> dict[str, Any]:
     m = {**METHOD_DEFAULTS, **given}
     if m["approach"] not in APPROACHES:
         raise ValueError(f"config.method.approach={m['approach']!r}: choose one of {APPROACHES}")
+    if m["embedding"] not in ("minilm", "token_mean"):
+        raise ValueError(
+            f"config.method.embedding={m['embedding']!r}: use 'minilm' or 'token_mean'"
+        )
     if m["approach"] == "replay" and m["replay_per_task"] <= 0:
         raise ValueError(
             "approach 'replay' needs config.method.replay_per_task > 0 (buffer per task)"
@@ -124,7 +135,7 @@ def pool_config(run, m, num_tasks: int) -> pp.PoolConfig:
         pool_size=m["pool_size"],
         top_m=m["top_m"],
         rank=m["pool_rank"],
-        embed_dim=text.hidden_size,
+        embed_dim=384 if m["embedding"] == "minilm" else text.hidden_size,
         num_layers=text.num_layers,
         d_in=text.num_heads * hd,
         d_out=text.hidden_size,
@@ -135,7 +146,10 @@ def pool_config(run, m, num_tasks: int) -> pp.PoolConfig:
 
 
 def instruction_embedding(params, batch: dict, image_token_id: int) -> jax.Array:
-    """[B, C]: mean of the frozen LLM's input embeddings over the prompt's text tokens."""
+    """[B, d_s]: the batch's MiniLM embeddings when the runner added them, else the mean of the frozen
+    LLM's input embeddings over the prompt's text tokens."""
+    if INSTRUCTION_EMBEDDING in batch:
+        return jnp.asarray(batch[INSTRUCTION_EMBEDDING], jnp.float32)
     table = jax.lax.stop_gradient(params["llm"]["embed_tokens"]["embedding"])
     mask = pp.instruction_token_mask(batch, image_token_id)
     return pp.mean_token_embedding(table, batch[B.INPUT_IDS], mask)
@@ -169,12 +183,14 @@ def make_pool_forward(model, pcfg: pp.PoolConfig, image_token_id: int):
     return forward
 
 
-def align_keys(run, params, pool, pcfg, m, seed: int) -> dict:
+def align_keys(run, params, pool, pcfg, m, seed: int, wrap=None) -> dict:
     """Stage 1 (eq. 11): align_steps batches of the task, Adam on the keys only; returns the pool."""
     from jaxlvlm.data.pipeline import make_train_iterator
 
     tid = run.model_cfg.image_token_id
     it = make_train_iterator(run.data_cfg, run.tokenizer, run.image_cfg, run.mesh, seed)
+    if wrap is not None:
+        it = wrap(it, run)
     tx = optax.adam(m["key_lr"])
 
     @jax.jit
@@ -293,8 +309,15 @@ def _pool_task(config, phase_dir, sources, stream, base_params, pool, memory, m,
     ckpt_dir = os.path.join(phase_dir, "checkpoints")
     has_ckpt = os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir))
     started = read_phase(phase_dir) is not None or has_ckpt
+    wrap, encoder = None, None
+    if m["embedding"] == "minilm":
+        encoder = _minilm()
+
+        def wrap(it, r):
+            return EmbeddingIterator(it, encoder, r.tokenizer, tid, r.mesh, jax.process_count())
+
     if not started:
-        pool = align_keys(run, base_params, pool, pcfg, m, config.seed + 1000 + t)
+        pool = align_keys(run, base_params, pool, pcfg, m, config.seed + 1000 + t, wrap)
 
     def after(state, batch, metrics):
         del metrics
@@ -307,6 +330,9 @@ def _pool_task(config, phase_dir, sources, stream, base_params, pool, memory, m,
         return state.replace(method_state=snap(state.lora, state.method_state))
 
     def lowrank_fn(state, batch):
+        if encoder is not None:
+            e = embed_global_batch(batch, encoder, run.tokenizer, tid)
+            batch = dict(batch, **{INSTRUCTION_EMBEDDING: jnp.asarray(e)})
         coeff = pool_coefficients(state.params, state.lora, batch, pcfg, tid)
         return pp.pool_lowrank(state.lora, state.method_state, coeff, pcfg)
 
@@ -321,8 +347,16 @@ def _pool_task(config, phase_dir, sources, stream, base_params, pool, memory, m,
         after_step=after,
         lowrank_fn=lowrank_fn,
         finalize=finalize,
+        wrap_iterator=wrap,
     )
     return res, res.state.method_state, res.state.lora
+
+
+@functools.cache
+def _minilm():
+    from jaxlvlm.methods.instruction_embedding import load_instruction_encoder
+
+    return load_instruction_encoder()
 
 
 def _base_params(config, workdir, stream, m):

@@ -14,8 +14,9 @@ from jaxlvlm.methods import prompt_pool as pp  # noqa: E402
 from jaxlvlm.runners import _phase, continual  # noqa: E402
 
 
-def _config(approach="continual_llava", steps=2):
+def _config(approach="continual_llava", steps=2, embedding="token_mean"):
     c = continual_domain.get_config(f"test,approach={approach},base_steps=0")
+    c.method.embedding = embedding
     # Two tasks keep the test small: counting in the plain and the noisy domain.
     c.data.sources = c.data.sources[:2]
     c.data.eval_sources = c.data.eval_sources[:2]
@@ -109,8 +110,9 @@ def test_stream_resumes_mid_task_exactly_and_keeps_the_base_frozen(tmp_path, mon
 
 
 def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
-    """After two tasks: two snapshots whose coefficients are the tasks' mean selections (sum 1 each)."""
-    c = _config()
+    """After two tasks: two snapshots whose coefficients are the tasks' mean selections (sum 1 each).
+    Selection by the frozen MiniLM embedding of the prompt text."""
+    c = _config(embedding="minilm")
     _, states = _run_capturing(c, str(tmp_path), monkeypatch)
     st = states["task_1_counting-noisy"]
     mem = jax.device_get(st.method_state)
@@ -127,6 +129,37 @@ def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
     cfg0 = continual.pool_config(run, continual.method_settings(c), 2)
     init = pp.init_pool(jax.random.PRNGKey(c.seed + 1), cfg0)
     assert not np.allclose(lora["keys"], np.asarray(init["keys"]))
+
+
+def test_instruction_texts_are_the_prompts_without_answers():
+    from jaxlvlm.data.pipeline import DataConfig, make_train_iterator
+    from jaxlvlm.data.tokenizer import load_tokenizer
+    from jaxlvlm.runners._instructions import instruction_texts
+    from jaxlvlm.train import setup as S
+
+    c = _config()
+    tok = load_tokenizer("builtin")
+    model_cfg = S.model_config_from(c, tok)
+    from jaxlvlm.data.examples import ImageConfig
+
+    data_cfg = DataConfig.from_dict(c.data)
+    it = make_train_iterator(data_cfg, tok, ImageConfig.from_lvlm_config(model_cfg), None, 0)
+    batch = next(it)
+    texts = instruction_texts(batch, tok, model_cfg.image_token_id)
+    assert len(texts) == batch["input_ids"].shape[0]
+    from jaxlvlm.data.builtin import make_records
+
+    records = make_records("counting", "train", 16, 0, domain="plain", image_size=16)
+    checked = 0
+    for row, text in enumerate(texts):
+        if batch["loss_mask"][row].sum() == 0:
+            continue
+        rec = records[int(batch["sample_index"][row])]
+        question = rec["conversations"][0]["value"].replace("<image>", "").strip()
+        assert question in text, (text, question)
+        assert rec["conversations"][1]["value"] not in text.replace(question, ""), text
+        checked += 1
+    assert checked > 0
 
 
 @pytest.mark.slow

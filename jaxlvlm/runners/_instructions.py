@@ -1,0 +1,85 @@
+"""Instruction embeddings by the frozen sentence encoder for batches (host side, Continual LLaVA).
+
+The prompt text of each row is recovered from the batch itself (the tokens that are real, not an
+answer and not an image placeholder, decoded without special tokens), embedded with all-MiniLM-L6-v2
+in JAX (jaxlvlm.methods.instruction_embedding) and added to the batch as 'instruction_embedding'
+[B, 384]. Training batches get it from a wrapping iterator (per process, before the rows become
+global arrays); evaluation batches through ``embed_global_batch``.
+(Module name starts with '_' so the runner registry does not take it for a runner.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+INSTRUCTION_EMBEDDING = "instruction_embedding"
+
+
+def instruction_texts(batch: dict[str, np.ndarray], tokenizer, image_token_id: int) -> list[str]:
+    """The prompt text of every row: [B] strings ('' for padding rows).
+
+    Same token selection as jaxlvlm.methods.prompt_pool.instruction_token_mask.
+    """
+    ids = np.asarray(batch["input_ids"])
+    real = np.asarray(batch["attention_mask"]).astype(bool)
+    lm = np.asarray(batch["loss_mask"]).astype(bool)
+    answer = np.concatenate([np.zeros_like(lm[:, :1]), lm[:, :-1]], axis=1)
+    keep = real & ~answer & (ids != image_token_id)
+    return [
+        tokenizer.decode(row[k].tolist(), skip_special_tokens=True).strip()
+        for row, k in zip(ids, keep, strict=True)
+    ]
+
+
+class EmbeddingIterator:
+    """Wraps a jaxlvlm.data.pipeline.TrainIterator: adds 'instruction_embedding' to each batch."""
+
+    def __init__(self, inner, encoder, tokenizer, image_token_id: int, mesh, process_count: int):
+        self.inner = inner
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.image_token_id = image_token_id
+        self.mesh = mesh
+        self.process_count = process_count
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        from jaxlvlm.data.global_batch import to_global_batch
+        from jaxlvlm.methods.instruction_embedding import embed_instructions
+
+        local = dict(self.inner.next_host_batch())
+        texts = instruction_texts(local, self.tokenizer, self.image_token_id)
+        local[INSTRUCTION_EMBEDDING] = embed_instructions(self.encoder, texts)
+        if self.mesh is None:
+            return local
+        return to_global_batch(local, self.mesh, self.process_count)
+
+    def get_state(self):
+        return self.inner.get_state()
+
+    def set_state(self, state) -> None:
+        self.inner.set_state(state)
+
+    def bad_sample_summary(self):
+        return self.inner.bad_sample_summary()
+
+
+def embed_global_batch(batch: dict, encoder, tokenizer, image_token_id: int) -> np.ndarray:
+    """[B, 384] embeddings of a (single-process, fully addressable) global batch's prompts."""
+    from jaxlvlm.methods.instruction_embedding import embed_instructions
+
+    if jax.process_count() > 1:
+        raise NotImplementedError(
+            "MiniLM instruction embeddings of evaluation batches are computed on one process only; "
+            "use config.method.embedding='token_mean' for multi-host evaluation"
+        )
+    host = {
+        k: np.asarray(jax.device_get(batch[k]))
+        for k in ("input_ids", "attention_mask", "loss_mask")
+    }
+    return embed_instructions(encoder, instruction_texts(host, tokenizer, image_token_id))
