@@ -224,19 +224,6 @@ def _wrap_step(base_step, setup, run, before_step, after_step):
     return step_fn
 
 
-def evaluate_state(
-    config, workdir: str, state: TrainState, lowrank_fn: LowrankFn | None = None
-) -> dict[str, float]:
-    """Per-task scores of ``state`` on config.data.eval_sources (e.g. a base model, no training)."""
-    run = TR.prepare_run(config, workdir)
-    evaluate_fn = TR.make_evaluator(run, lowrank_fn)
-    if evaluate_fn is None:
-        raise ValueError(
-            "evaluation is disabled (config.eval.enabled) or there are no eval sources"
-        )
-    return evaluate_fn(state).scores
-
-
 def _write_predictions(workdir: str, predictions: list[dict]) -> None:
     if jax.process_index() != 0:
         return

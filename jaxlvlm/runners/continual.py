@@ -394,7 +394,9 @@ def _base_scores(config, workdir, stream, base_params, m):
         with open(path) as f:
             return np.asarray(json.load(f)["scores"])
     c = _phase_config(config, _specs_of(config, stream[0]), 0, stream, lora=False)
-    res = run_phase(c, os.path.join(workdir, "base_eval"), init_params=base_params)
+    res = run_phase(
+        c, os.path.join(workdir, "base_eval"), init_params=base_params, need_state=False
+    )
     b = scores_vector(res.scores, stream)
     if jax.process_index() == 0:
         with open(path, "w") as f:
