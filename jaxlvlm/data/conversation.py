@@ -49,6 +49,8 @@ def render_with_assistant_spans(
     """Renders a full conversation; returns (text, [(start, end) char spans of assistant turns])."""
     try:
         text = _render(tokenizer, messages, add_generation_prompt=False)
+    except ImportError:
+        raise  # a missing package (e.g. jinja2) is the environment's fault, not the sample's
     except Exception as e:  # noqa: BLE001 - jinja errors (e.g. roles not alternating) name the sample
         raise BadSample(
             "malformed_record", sample_id, f"the chat template cannot render it: {e}"
@@ -188,6 +190,8 @@ def tokenize_prompt(
         raise BadSample("malformed_record", sid, "the last assistant turn has no prompt before it")
     try:
         text = _render(tokenizer, prompt_messages, add_generation_prompt=True)
+    except ImportError:
+        raise
     except Exception as e:  # noqa: BLE001
         raise BadSample("malformed_record", sid, f"the chat template cannot render it: {e}") from e
     # Images referenced only in the dropped answer turn are not part of the prompt.
