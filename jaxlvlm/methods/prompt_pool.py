@@ -181,7 +181,10 @@ def running_alpha(memory: dict[str, jax.Array]) -> jax.Array:
 
 
 def contextual_entries(
-    pool: dict[str, jax.Array], memory: dict[str, jax.Array], cfg: PoolConfig
+    pool: dict[str, jax.Array],
+    memory: dict[str, jax.Array],
+    cfg: PoolConfig,
+    num_active: int | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The contextual term (eq. 9) as extra low-rank entries.
 
@@ -189,21 +192,28 @@ def contextual_entries(
     else 0; with include_current, the live pool entries (stop-gradient) get w_t * running alpha of the
     current task t = num_done.
 
+    Args:
+      num_active: static number of snapshot slots to include (slots >= it are left out of the
+        computation, not just zero-weighted); a runner that knows how many tasks are finished passes
+        it to save their cost. None = all cfg.max_tasks slots.
     Returns:
-      (a [L, E, d_in, R], b [L, E, R, d_out], coeff [E]) with E = cfg.num_context_entries; gradients
-      reach only u (through coeff).
+      (a [L, E, d_in, R], b [L, E, R, d_out], coeff [E]) with E = num_active * K (+ N with
+      include_current); gradients reach only u (through coeff).
     """
-    T, K = cfg.max_tasks, cfg.kept_entries
-    w = contextual_weights(pool["u"])
+    T = cfg.max_tasks if num_active is None else int(num_active)
+    if not 0 <= T <= cfg.max_tasks:
+        raise ValueError(f"num_active must be in [0, {cfg.max_tasks}], got {num_active}")
+    K = cfg.kept_entries
+    w = contextual_weights(pool["u"])[:T]
     done = jnp.arange(T) < memory["num_done"]
-    coeff = jnp.where(done[:, None], w[:, None] * memory["snap_alpha"], 0.0).reshape(T * K)
+    coeff = jnp.where(done[:, None], w[:, None] * memory["snap_alpha"][:T], 0.0).reshape(T * K)
     # [T, L, K, ...] -> [L, T * K, ...]: entries of task l occupy slots l*K .. l*K + K-1.
-    a = jnp.swapaxes(memory["snap_a"], 0, 1).reshape(cfg.num_layers, T * K, cfg.d_in, cfg.rank)
-    b = jnp.swapaxes(memory["snap_b"], 0, 1).reshape(cfg.num_layers, T * K, cfg.rank, cfg.d_out)
+    a = jnp.swapaxes(memory["snap_a"][:T], 0, 1).reshape(cfg.num_layers, T * K, cfg.d_in, cfg.rank)
+    b = jnp.swapaxes(memory["snap_b"][:T], 0, 1).reshape(cfg.num_layers, T * K, cfg.rank, cfg.d_out)
     a, b = jax.lax.stop_gradient(a), jax.lax.stop_gradient(b)
     if cfg.include_current:
-        t = jnp.minimum(memory["num_done"], T - 1)
-        cur = w[t] * jax.lax.stop_gradient(running_alpha(memory))
+        t = jnp.minimum(memory["num_done"], cfg.max_tasks - 1)
+        cur = contextual_weights(pool["u"])[t] * jax.lax.stop_gradient(running_alpha(memory))
         coeff = jnp.concatenate([coeff, cur])
         a = jnp.concatenate([a, jax.lax.stop_gradient(pool["a"])], axis=1)
         b = jnp.concatenate([b, jax.lax.stop_gradient(pool["b"])], axis=1)
@@ -215,15 +225,17 @@ def pool_factors(
     memory: dict[str, jax.Array],
     coeff: jax.Array,
     cfg: PoolConfig,
+    num_active: int | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Intrinsic + contextual entries for a batch, concatenated on the entry axis.
 
     Args:
       coeff: [B, N] selection coefficients (selection_coefficients).
+      num_active: see contextual_entries.
     Returns:
       (a [L, N + E, d_in, R], b [L, N + E, R, d_out], coeff [B, N + E]).
     """
-    a_ctx, b_ctx, c_ctx = contextual_entries(pool, memory, cfg)
+    a_ctx, b_ctx, c_ctx = contextual_entries(pool, memory, cfg, num_active)
     B = coeff.shape[0]
     a = jnp.concatenate([pool["a"], a_ctx], axis=1)
     b = jnp.concatenate([pool["b"], b_ctx], axis=1)
@@ -236,11 +248,12 @@ def pool_lowrank(
     memory: dict[str, jax.Array],
     coeff: jax.Array,
     cfg: PoolConfig,
+    num_active: int | None = None,
 ) -> dict:
     """The model's ``lowrank`` argument: {cfg.target: LowRankFactors(a, b, coeff)} (see pool_factors)."""
     from jaxlvlm.models.lowrank import LowRankFactors
 
-    a, b, c = pool_factors(pool, memory, coeff, cfg)
+    a, b, c = pool_factors(pool, memory, coeff, cfg, num_active)
     return {cfg.target: LowRankFactors(a=a, b=b, coeff=c)}
 
 

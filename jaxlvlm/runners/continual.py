@@ -162,13 +162,14 @@ def pool_coefficients(params, pool, batch, pcfg: pp.PoolConfig, image_token_id: 
     return pp.selection_coefficients(idx, w, pcfg.pool_size)
 
 
-def make_pool_forward(model, pcfg: pp.PoolConfig, image_token_id: int):
-    """forward_fn(params, lora=pool, batch, method_state=memory, rng) -> logits, with the pool on o_proj."""
+def make_pool_forward(model, pcfg: pp.PoolConfig, image_token_id: int, num_active: int):
+    """forward_fn(params, lora=pool, batch, method_state=memory, rng) -> logits, with the pool on o_proj
+    and the snapshots of the num_active finished tasks."""
 
     def forward(params, pool, batch, memory, rng):
         del rng
         coeff = pool_coefficients(params, pool, batch, pcfg, image_token_id)
-        lowrank = pp.pool_lowrank(pool, memory, coeff, pcfg)
+        lowrank = pp.pool_lowrank(pool, memory, coeff, pcfg, num_active)
         kwargs = {}
         if B.PIXEL_VALUES in batch:
             kwargs = {"pixel_values": batch[B.PIXEL_VALUES], "num_images": batch[B.NUM_IMAGES]}
@@ -334,7 +335,8 @@ def _pool_task(config, phase_dir, sources, stream, base_params, pool, memory, m,
             e = embed_global_batch(batch, encoder, run.tokenizer, tid)
             batch = dict(batch, **{INSTRUCTION_EMBEDDING: jnp.asarray(e)})
         coeff = pool_coefficients(state.params, state.lora, batch, pcfg, tid)
-        return pp.pool_lowrank(state.lora, state.method_state, coeff, pcfg)
+        # Evaluation follows the end-of-task snapshot: tasks 0..t are finished.
+        return pp.pool_lowrank(state.lora, state.method_state, coeff, pcfg, t + 1)
 
     pool_now = jax.device_get(pool)
     res = run_phase(
@@ -343,7 +345,7 @@ def _pool_task(config, phase_dir, sources, stream, base_params, pool, memory, m,
         init_params=base_params,
         method_state=jax.device_get(memory),
         lora_init=lambda r: jax.tree_util.tree_map(jnp.asarray, pool_now),
-        forward_fn=make_pool_forward(run.model, pcfg, tid),
+        forward_fn=make_pool_forward(run.model, pcfg, tid, t),
         after_step=after,
         lowrank_fn=lowrank_fn,
         finalize=finalize,

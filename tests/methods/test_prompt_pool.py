@@ -263,3 +263,24 @@ def test_pool_in_the_decoder_equals_the_materialised_o_proj_delta():
     want = model.apply({"params": dense_params}, ids)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert float(jnp.max(jnp.abs(got - model.apply({"params": params}, ids)))) > 1e-4
+
+
+def test_num_active_leaves_out_unfinished_slots_with_the_same_delta():
+    pool = _pool_with_nonzero_b(11)
+    mem = pp.init_memory(CFG)
+    coeff = pp.selection_coefficients(jnp.array([[0, 3]]), jnp.array([[0.4, 0.6]]), CFG.pool_size)
+    mem = pp.end_of_task_snapshot(pool, pp.accumulate_coefficients(mem, coeff), CFG)
+    x = jax.random.normal(jax.random.PRNGKey(3), (1, 4, 8))
+    full = pp.pool_factors(pool, mem, coeff, CFG)
+    short = pp.pool_factors(pool, mem, coeff, CFG, num_active=1)
+    assert short[0].shape[1] == 6 + 6 and full[0].shape[1] == 6 + 3 * 6
+    for layer in range(CFG.num_layers):
+        np.testing.assert_allclose(
+            pp.lowrank_delta(x, short[0][layer], short[1][layer], short[2]),
+            pp.lowrank_delta(x, full[0][layer], full[1][layer], full[2]),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    assert pp.pool_factors(pool, mem, coeff, CFG, num_active=0)[0].shape[1] == 6
+    with pytest.raises(ValueError, match="num_active"):
+        pp.pool_factors(pool, mem, coeff, CFG, num_active=4)
