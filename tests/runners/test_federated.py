@@ -41,7 +41,8 @@ def test_clients_cover_each_task_exactly_once(partition):
         assert sorted(idx.tolist()) == list(range(16))  # a partition of the task's 16 samples
 
 
-@pytest.mark.parametrize("approach", ["pilot", pytest.param("fedavg", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("approach", ["pilot", "fedavg"])
 def test_federated_scenario_end_to_end_with_rejection_drill(tmp_path, approach):
     c = _config(f"test,approach={approach},fault=mcq#1,rounds=2")
     s = F.run_federated(c, str(tmp_path))["summary"]
