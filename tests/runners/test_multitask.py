@@ -113,6 +113,17 @@ def test_probe_phase_builds_V_and_resumes(tmp_path):
     s = out["summary"]
     assert "delta_I" in s["runs"]["cotbal"] and "probe_cost_vs_final" in s["cotbal"]
     assert os.path.exists(tmp_path / "contribution.png")
+    # An interrupted probe phase: one probe lost its completion mark after its last checkpoint.
+    mtimes = {
+        n: os.path.getmtime(tmp_path / "probes" / n / "phase.json") for n in ("mini", "arithmetic")
+    }
+    os.remove(tmp_path / "probes" / "counting" / "phase.json")
+    again = multitask.run_multitask(c, str(tmp_path))
+    info = json.load(open(tmp_path / "probes" / "counting" / "phase.json"))
+    assert info["resumed_from"] == c.method.probe_steps  # restored, not retrained from step 0
+    for n, t in mtimes.items():
+        assert os.path.getmtime(tmp_path / "probes" / n / "phase.json") == t  # untouched
+    np.testing.assert_allclose(again["summary"]["cotbal"]["lam"], s["cotbal"]["lam"])
 
 
 def test_bad_method_settings():
