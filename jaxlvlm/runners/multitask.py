@@ -175,6 +175,7 @@ def cotbal_task_weights(config, workdir: str, task_names: list[str], m: dict) ->
     res = cotbal.weights_from_scores(probes["V"], probes["v0"], m["tau"], alphas, balanced=balanced)
     out = {k: np.asarray(v) for k, v in res.items()}
     out.update(source=path, V=probes["V"], v0=probes["v0"], probe_wall_s=probes["wall_s"])
+    out["probe_steps_total"] = probes["steps"] * (len(task_names) + 1)
     return out
 
 
@@ -250,6 +251,8 @@ def run_multitask(config, workdir: str) -> dict:
             "last_weights": np.asarray(jax.device_get(res.state.method_state["task_weights"])),
         }
     summary = _summary(task_names, finals, stl, cb, stl_wall)
+    if cb is not None and "probe_steps_total" in cb:
+        summary["cotbal"]["probe_steps_vs_final"] = cb["probe_steps_total"] / config.train.steps
     report = write_multitask_report(workdir, task_names, summary)
     return {"summary": summary, "report": report}
 
@@ -348,7 +351,9 @@ def write_multitask_report(workdir: str, task_names: list[str], s: dict) -> str 
             lines += [f"![contribution]({png})", ""]
         if "probe_wall_s" in cb:
             lines.append(
-                f"Probe phase: {cb['probe_wall_s']:.1f} s in total, {cb['probe_cost_vs_final']:.2f}x the final run."
+                f"Probe phase: {cb['probe_wall_s']:.1f} s in total (training + validation), "
+                f"{cb['probe_cost_vs_final']:.2f}x the wall time of the final CoTBal run; "
+                f"{cb.get('probe_steps_vs_final', float('nan')):.2f}x its training steps."
             )
             lines.append("")
     path = os.path.join(workdir, "report.md")
