@@ -404,6 +404,12 @@ def _evaluate_clients(
         state = types.SimpleNamespace(params={**frozen, "connector": conn[k]}, lora=loras[k])
         result = evaluators[cl.task](state)
         out.append(100.0 * float(result.scores[cl.task]))
+        if jax.process_index() == 0:
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cl.name)
+            os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+            with open(os.path.join(workdir, "eval", f"predictions_{safe}.jsonl"), "w") as f:
+                for p in result.predictions:
+                    f.write(json.dumps(p) + "\n")
     return out
 
 
