@@ -14,7 +14,7 @@ DEMO_FAMILIES = "attribute+counting+spatial+digits+arithmetic"
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, test=False, steps=600, families=DEMO_FAMILIES, num=4000, eval_num=100)
+    a = parse_arg(arg, test=False, steps=1200, families=DEMO_FAMILIES, num=8000, eval_num=100)
     c = base_config()
     c.mode = "train"
     c.seed = 0
@@ -27,7 +27,7 @@ def get_config(arg: str | None = None):
     )
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 50
-    c.data.buckets = (96,)
+    c.data.buckets = (64,)  # the longest demo sample is 49 tokens (16 image tokens)
     c.model.vision = dict(
         style="clip",
         image_size=32,
@@ -51,7 +51,7 @@ def get_config(arg: str | None = None):
     c.model.vision_feature_layer = -1
     c.train.steps = a.steps
     c.train.log_every = 20
-    c.train.checkpoint_every = 200
+    c.train.checkpoint_every = 400
     c.train.eval_every = 0
     c.optim.lr = 2e-3
     c.optim.warmup_steps = 30
@@ -62,5 +62,5 @@ def get_config(arg: str | None = None):
         c = shrink_for_test(c)
         c.data.sources = tuple(dict(s, num=16) for s in c.data.sources)
         c.data.eval_sources = tuple(dict(s, num=4) for s in c.data.eval_sources)
-        c.data.buckets = (96,)
+        c.data.buckets = (64,)
     return c
