@@ -444,11 +444,10 @@ def write_continual_report(workdir: str, s: dict) -> str | None:
         lines += ["## Metrics (scores 0-100)", ""]
         lines += _plots.markdown_table(list(s["metrics"]), [list(s["metrics"].values())]) + [""]
         lines += ["## Accuracy matrix a[t, i] (row: after training task t; column: task i)", ""]
-        lines += _plots.markdown_table(
-            ["after \\ on", *tasks], [[t, *a[i]] for i, t in enumerate(tasks)]
-        )
+        rows = [[t, *a[i]] for i, t in enumerate(tasks)]
         if s.get("base") is not None:
-            lines += _plots.markdown_table(["", *tasks], [["base", *s["base"]]])
+            rows.insert(0, ["(base model)", *s["base"]])
+        lines += _plots.markdown_table(["after \\ on", *tasks], rows)
         lines.append("")
         png = _plots.plot_matrix(
             a,
