@@ -347,12 +347,13 @@ def run_lifelong(config, workdir: str) -> dict:
             step_dir,
             init_params=params,
             lora_init=init,
-            method_state={"kmeans_centroids": centroids},
+            # orbax cannot save empty arrays: baselines without clusters carry no centroids.
+            method_state={"kmeans_centroids": centroids} if np.size(centroids) else None,
             train_sources=[pool_state.pool.subset(np.sort(selected))],
         )
         params, lora = res.state.params, res.state.lora
-        centroids = np.asarray(res.state.method_state["kmeans_centroids"])
-        centroids = centroids if centroids.ndim == 2 else None
+        kept = (res.state.method_state or {}).get("kmeans_centroids")
+        centroids = np.asarray(kept) if kept is not None else None
         a[t] = scores_vector(res.scores, tasks)
         wall += res.wall_s
         pool_state.alive[:] = False
