@@ -74,10 +74,11 @@ def test_cluster_pool_warm_start_and_minibatch_path():
 
 
 @pytest.mark.slow
-def test_lifelong_stream_end_to_end_and_resume(tmp_path):
+@pytest.mark.parametrize("approach", ["adapt_inf", "random"])
+def test_lifelong_stream_end_to_end_and_resume(tmp_path, approach):
     from configs.lifelong_builtin import get_config
 
-    config = get_config("test")
+    config = get_config(f"test,approach={approach}")
     out = L.run_lifelong(config, str(tmp_path))
     s = out["summary"]
     assert np.asarray(s["matrix"]).shape == (2, 4)
