@@ -424,8 +424,15 @@ def _summary(m, tasks, a, b, wall, log, approach) -> dict:
     appear = np.asarray([next(s for s, st in enumerate(m["stream"]) if t in st) for t in tasks])
     metrics = lifelong_metrics(a, appear)
     if m["joint_summary"] and os.path.exists(m["joint_summary"]):
-        ref = np.asarray(json.load(open(m["joint_summary"]))["final"])
-        metrics["RG"] = float(100.0 * np.mean(a[-1] / np.maximum(ref, 1e-6)))
+        from jaxlvlm.eval.continual_metrics import relative_gain
+
+        with open(m["joint_summary"]) as f:
+            ref = np.asarray(json.load(f)["final"])
+        # A task the joint model scores 0 on has no defined ratio: RG is over the others.
+        scored = ref > 0
+        if scored.any():
+            metrics["RG"] = float(relative_gain(a[-1][scored], ref[scored]))
+            metrics["RG_tasks"] = int(scored.sum())
     return {
         "approach": approach,
         "tasks": tasks,
