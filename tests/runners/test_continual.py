@@ -83,6 +83,7 @@ def _assert_trees_equal(x, y):
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.slow  # multi-phase run, minutes on 2 cores; run with -m slow
 def test_stream_resumes_mid_task_exactly_and_keeps_the_base_frozen(tmp_path, monkeypatch):
     c = _config()
     straight, states_a = _run_capturing(c, str(tmp_path / "a"), monkeypatch)
@@ -109,6 +110,7 @@ def test_stream_resumes_mid_task_exactly_and_keeps_the_base_frozen(tmp_path, mon
     _assert_trees_equal(final_a.params, final_b.params)
 
 
+@pytest.mark.slow  # multi-phase run, minutes on 2 cores; run with -m slow
 def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
     """After two tasks: two snapshots whose coefficients are the tasks' mean selections (sum 1 each).
     Selection by the frozen MiniLM embedding of the prompt text."""

@@ -52,6 +52,7 @@ def _dwa_phase(workdir, steps):
     )
 
 
+@pytest.mark.slow  # multi-phase run, minutes on 2 cores; run with -m slow
 def test_dwa_weights_survive_checkpoint_and_resume(tmp_path):
     straight = _dwa_phase(str(tmp_path / "a"), 3)
     # Interrupted after step 2: the phase's checkpoint at 2 exists, it was never marked complete.
