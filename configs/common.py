@@ -23,4 +23,36 @@ from jaxlvlm.train.config_schema import (
     shrink_for_test,
 )
 
-__all__ = ["CPU_PEAK_FLOPS", "base_config", "parse_arg", "shrink_for_test"]
+
+def use_small_builtin_model(c):
+    """The recipes' small LVLM for the built-in suite: CLIP-style ViT (2 layers, width 128, 32-pixel
+    images, 16 image tokens) -> connector -> Llama-style decoder (3 layers, width 128, GQA)."""
+    c.model.vision = dict(
+        style="clip",
+        image_size=32,
+        patch_size=8,
+        hidden_size=128,
+        intermediate_size=256,
+        num_layers=2,
+        num_heads=4,
+    )
+    c.model.text = dict(
+        arch="llama",
+        vocab_size=0,  # the tokenizer's
+        hidden_size=128,
+        intermediate_size=384,
+        num_layers=3,
+        num_heads=4,
+        num_kv_heads=2,
+        max_position_embeddings=512,
+    )
+    return c
+
+
+__all__ = [
+    "CPU_PEAK_FLOPS",
+    "base_config",
+    "parse_arg",
+    "shrink_for_test",
+    "use_small_builtin_model",
+]

@@ -7,7 +7,7 @@ steps=N (per task), num=N (train samples per task), eval_num=N, base_steps=N.
 
 from __future__ import annotations
 
-from configs.common import base_config, parse_arg, shrink_for_test
+from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
 
 APPROACH_LR = {
     "continual_llava": 2e-3,
@@ -58,25 +58,7 @@ def stream_config(arg, stream: list[tuple[str, str]], base: list[tuple[str, str]
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 60
     c.data.buckets = (96,)
-    c.model.vision = dict(
-        style="clip",
-        image_size=32,
-        patch_size=8,
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=4,
-    )
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=0,
-        hidden_size=128,
-        intermediate_size=384,
-        num_layers=3,
-        num_heads=4,
-        num_kv_heads=2,
-        max_position_embeddings=512,
-    )
+    use_small_builtin_model(c)
     c.model.vision_feature_layer = -1
     c.train.steps = a.steps
     c.train.log_every = 25

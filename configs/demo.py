@@ -8,7 +8,7 @@ Colon arguments: test (tiny model, 2 steps), steps=N, families=a+b+c, num=N (tra
 
 from __future__ import annotations
 
-from configs.common import base_config, parse_arg, shrink_for_test
+from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
 
 DEMO_FAMILIES = "attribute+counting+spatial+digits+arithmetic"
 
@@ -28,25 +28,7 @@ def get_config(arg: str | None = None):
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 50
     c.data.buckets = (64,)  # the longest demo sample is 49 tokens (16 image tokens)
-    c.model.vision = dict(
-        style="clip",
-        image_size=32,
-        patch_size=8,
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=4,
-    )
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=0,
-        hidden_size=128,
-        intermediate_size=384,
-        num_layers=3,
-        num_heads=4,
-        num_kv_heads=2,
-        max_position_embeddings=512,
-    )
+    use_small_builtin_model(c)
     c.model.connector = "mlp2x_gelu"
     c.model.vision_feature_layer = -1
     c.train.steps = a.steps

@@ -19,7 +19,7 @@ lr_connector=2e-5, cross_hidden_dim=256, backend='vmap' if the 8 clients' adapte
 shared backbone (they do on one H100 in bf16), otherwise 'loop'; runtime bf16, scan_layers.
 """
 
-from configs.common import base_config, parse_arg, shrink_for_test
+from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
 
 TASKS = [("mcq", "plain"), ("reading", "plain"), ("spatial", "plain"), ("grounding", "plain")]
 BASE = [("attribute", "plain"), ("counting", "plain"), ("caption", "plain")]
@@ -54,25 +54,7 @@ def get_config(arg: str | None = None):
     c.data.global_batch_size = 16
     c.data.eval_batch_size = 60
     c.data.buckets = (96,)
-    c.model.vision = dict(
-        style="clip",
-        image_size=32,
-        patch_size=8,
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=4,
-    )
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=0,
-        hidden_size=128,
-        intermediate_size=384,
-        num_layers=3,
-        num_heads=4,
-        num_kv_heads=2,
-        max_position_embeddings=512,
-    )
+    use_small_builtin_model(c)
     c.lora.enabled = True
     c.lora.targets = ("q_proj", "v_proj", "o_proj")
     c.lora.rank = 8

@@ -21,7 +21,7 @@ grad_layer=31, lora rank 128 / alpha 256 on q/k/v/o/gate/up/down, lr 2e-4, runti
 scan_layers, mesh (1, -1, 1) for FSDP, data.buckets=(1024, 2048), eval on the skill benchmarks.
 """
 
-from configs.common import base_config, parse_arg, shrink_for_test
+from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
 
 STREAM = [
     [("attribute", "plain", "attribute", 1.0), ("counting", "plain", "counting", 1.0)],
@@ -86,25 +86,7 @@ def get_config(arg: str | None = None):
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 60
     c.data.buckets = (96,)
-    c.model.vision = dict(
-        style="clip",
-        image_size=32,
-        patch_size=8,
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=4,
-    )
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=0,
-        hidden_size=128,
-        intermediate_size=384,
-        num_layers=3,
-        num_heads=4,
-        num_kv_heads=2,
-        max_position_embeddings=512,
-    )
+    use_small_builtin_model(c)
     c.optim.lr = 2e-3
     c.optim.warmup_steps = 5
     c.lora.enabled = True
