@@ -58,7 +58,9 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
             raise ValueError(f"mesh shape {shape} does not divide {len(devices)} devices")
         shape[shape.index(-1)] = len(devices) // known
     if int(np.prod(shape)) != len(devices):
-        raise ValueError(f"mesh shape {shape} needs {int(np.prod(shape))} devices, have {len(devices)}")
+        raise ValueError(
+            f"mesh shape {shape} needs {int(np.prod(shape))} devices, have {len(devices)}"
+        )
     try:
         from jax.experimental import mesh_utils
 

@@ -116,7 +116,10 @@ class TensorSource:
 
 
 def write_safetensors_dir(
-    out_dir: str, config: dict, tensors: Mapping[str, np.ndarray], extra_files: Mapping[str, str] = ()
+    out_dir: str,
+    config: dict,
+    tensors: Mapping[str, np.ndarray],
+    extra_files: Mapping[str, str] = (),
 ) -> None:
     """Writes config.json and model.safetensors (float32 contiguous arrays) to ``out_dir``."""
     from safetensors.numpy import save_file
