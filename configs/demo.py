@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
 
-DEMO_FAMILIES = "attribute+counting+spatial+digits+arithmetic"
+# Real handwritten digits (an image task) and text-only arithmetic: both learned clearly above chance
+# within the CPU budget. The scene families (attribute, counting, spatial) need more steps than the
+# budget allows when trained from scratch: `families=attribute+counting+spatial+digits+arithmetic,
+# steps=1400` is the five-task variant (README has its scores).
+DEMO_FAMILIES = "digits+arithmetic"
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, test=False, steps=1200, families=DEMO_FAMILIES, num=8000, eval_num=100)
+    a = parse_arg(arg, test=False, steps=1000, families=DEMO_FAMILIES, num=8000, eval_num=100)
     c = base_config()
     c.mode = "train"
     c.seed = 0
@@ -35,7 +39,9 @@ def get_config(arg: str | None = None):
     c.train.log_every = 20
     c.train.checkpoint_every = 400
     c.train.eval_every = 0
-    c.optim.lr = 2e-3
+    # 2e-3 kept the decoder from ever reading the image tokens (digits stayed at chance for 1200
+    # steps); at 5e-4 digits leaves chance after a few hundred steps.
+    c.optim.lr = 5e-4
     c.optim.warmup_steps = 30
     c.optim.end_lr_ratio = 0.05
     c.optim.weight_decay = 0.01
