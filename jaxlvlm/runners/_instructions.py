@@ -70,16 +70,20 @@ class EmbeddingIterator:
 
 
 def embed_global_batch(batch: dict, encoder, tokenizer, image_token_id: int) -> np.ndarray:
-    """[B, 384] embeddings of a (single-process, fully addressable) global batch's prompts."""
+    """[B, 384] embeddings of a global batch's prompts, the same on every process.
+
+    With several processes each holds only its rows, so the token arrays are gathered first
+    (a few small int arrays); every process then embeds all B prompts.
+    """
+    from jax.experimental import multihost_utils
+
     from jaxlvlm.methods.instruction_embedding import embed_instructions
 
+    keys = ("input_ids", "attention_mask", "loss_mask")
     if jax.process_count() > 1:
-        raise NotImplementedError(
-            "MiniLM instruction embeddings of evaluation batches are computed on one process only; "
-            "use config.method.embedding='token_mean' for multi-host evaluation"
-        )
-    host = {
-        k: np.asarray(jax.device_get(batch[k]))
-        for k in ("input_ids", "attention_mask", "loss_mask")
-    }
+        host = {
+            k: np.asarray(multihost_utils.process_allgather(batch[k], tiled=True)) for k in keys
+        }
+    else:
+        host = {k: np.asarray(jax.device_get(batch[k])) for k in keys}
     return embed_instructions(encoder, instruction_texts(host, tokenizer, image_token_id))
