@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxlvlm.models.lowrank import LowRankFactors, lowrank_delta
+from jaxlvlm.models.lowrank import LowRankHook, fold_into_kernel, lowrank_delta
 
 
 class Projection(nn.Module):
@@ -30,7 +30,7 @@ class Projection(nn.Module):
     float32_output: bool = False  # the LM head: logits accumulated and returned in float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, lowrank: LowRankFactors | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, lowrank: LowRankHook | None = None) -> jax.Array:
         n_in = len(self.in_shape)
         n_out = len(self.out_shape)
         init = nn.initializers.variance_scaling(
@@ -51,9 +51,13 @@ class Projection(nn.Module):
         x = x.astype(self.dtype)
         batch_nd = x.ndim - n_in
         contract = (tuple(range(batch_nd, x.ndim)), tuple(range(n_in)))
+        kernel = kernel.astype(self.dtype)
+        if lowrank is not None:
+            # Batch-shared high-rank hook parts cost less added to the weight than applied per token.
+            kernel, lowrank = fold_into_kernel(kernel, lowrank, math.prod(x.shape[:batch_nd]))
         y = jax.lax.dot_general(
             x,
-            kernel.astype(self.dtype),
+            kernel,
             (contract, ((), ())),
             preferred_element_type=jnp.float32 if self.float32_output else None,
         )
