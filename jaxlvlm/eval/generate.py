@@ -29,17 +29,20 @@ def _generate(
 ) -> jax.Array:
     b, length = input_ids.shape
     variables = {"params": params}
+    last = jnp.maximum(jnp.sum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
+    # The LM head runs only at each row's last prompt token: the other L - 1 positions' logits
+    # would be thrown away, and at a large vocabulary they are the prefill's biggest matmul.
     logits, cache = model.apply(
         variables,
         input_ids,
         attention_mask,
         max_length=length + max_new_tokens,
         lowrank=lowrank,
+        logits_at=last,
         method="prefill",
         **extra,
     )
-    last = jnp.maximum(jnp.sum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
-    first = jnp.argmax(logits[jnp.arange(b), last], axis=-1).astype(jnp.int32)
+    first = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     done = first == eos_id
 
     def step(carry, _):

@@ -137,13 +137,16 @@ class Decoder(nn.Module):
         positions: jax.Array | None = None,
         lowrank: LowRank = None,
         return_hidden: bool = False,
+        compute_logits: bool = True,
     ):
         """Full forward over embeddings.
 
         inputs_embeds [B, L, C]; attention_mask [B, L] (1 = token, 0 = right padding; None = all ones);
         positions [B, L] int (default: cumulative count of the mask - 1); lowrank {target: LowRankFactors}.
         Returns float32 logits [B, L, V], or (logits, hidden [B, L, C] after the final norm) with
-        return_hidden.
+        return_hidden. compute_logits=False returns only hidden [B, L, C] (after the final norm) and
+        skips the LM head: a chunked loss applies ``logits`` to slices of it, so the [B, L, V] logits
+        never exist at once.
         """
         self._ensure_embedding()
         b, length, _ = inputs_embeds.shape
@@ -155,6 +158,8 @@ class Decoder(nn.Module):
         x = inputs_embeds.astype(jnp.dtype(self.runtime.compute_dtype))
         x, _ = self._layers(x, sin, cos, attention_mask.astype(bool), lowrank, None, None, "train")
         hidden = self.norm(x)
+        if not compute_logits:
+            return hidden
         logits = self.logits(hidden)
         return (logits, hidden) if return_hidden else logits
 
@@ -164,9 +169,14 @@ class Decoder(nn.Module):
         attention_mask: jax.Array,
         max_length: int,
         lowrank: LowRank = None,
+        logits_at: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache]:
         """Runs right-padded prompts [B, L, C] (mask [B, L]) and returns (logits [B, L, V] float32,
-        KVCache with room for ``max_length`` tokens and length = tokens per row)."""
+        KVCache with room for ``max_length`` tokens and length = tokens per row).
+
+        logits_at [B] int (e.g. each row's last real position): the LM head runs only there and the
+        logits are [B, V]; generation needs no other position, and the full [B, L, V] head is the
+        largest single matmul of a prefill at a big vocabulary."""
         self._ensure_embedding()
         if inputs_embeds.shape[1] > max_length:
             raise ValueError(
@@ -178,6 +188,10 @@ class Decoder(nn.Module):
         x = inputs_embeds.astype(jnp.dtype(self.runtime.compute_dtype))
         x, (k, v) = self._layers(x, sin, cos, mask, lowrank, None, None, "prefill")
         cache = cache_from_prefill(k, v, jnp.sum(mask.astype(jnp.int32), axis=-1), max_length)
+        if logits_at is not None:
+            # The final norm is per position, so gathering before it changes nothing.
+            x = x[jnp.arange(x.shape[0]), logits_at.astype(jnp.int32)][:, None]
+            return self.logits(self.norm(x))[:, 0], cache
         return self.logits(self.norm(x)), cache
 
     def decode_embeds(
@@ -214,12 +228,17 @@ class CausalLM(Decoder):
         num_images: jax.Array | None = None,
         lowrank: LowRank = None,
         return_hidden: bool = False,
+        compute_logits: bool = True,
     ):
         """input_ids [B, L] int32, attention_mask [B, L] -> float32 logits [B, L, V]
-        (or (logits, hidden [B, L, C]) with return_hidden)."""
+        (or (logits, hidden [B, L, C]) with return_hidden; hidden only with compute_logits=False)."""
         _reject_images(pixel_values, num_images)
         return super().__call__(
-            self.embed(input_ids), attention_mask, lowrank=lowrank, return_hidden=return_hidden
+            self.embed(input_ids),
+            attention_mask,
+            lowrank=lowrank,
+            return_hidden=return_hidden,
+            compute_logits=compute_logits,
         )
 
     def prefill(
@@ -230,12 +249,16 @@ class CausalLM(Decoder):
         num_images: jax.Array | None = None,
         max_length: int = 0,
         lowrank: LowRank = None,
+        logits_at: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache]:
-        """Right-padded prompts input_ids [B, L] -> (logits [B, L, V], KVCache of ``max_length``)."""
+        """Right-padded prompts input_ids [B, L] -> (logits [B, L, V], KVCache of ``max_length``);
+        logits [B, V] at positions logits_at [B] when given."""
         _reject_images(pixel_values, num_images)
         if max_length <= 0:
             raise ValueError("prefill needs max_length > 0 (prompt + tokens to generate)")
-        return self.prefill_embeds(self.embed(input_ids), attention_mask, max_length, lowrank)
+        return self.prefill_embeds(
+            self.embed(input_ids), attention_mask, max_length, lowrank, logits_at
+        )
 
     def decode(
         self, token_ids: jax.Array, cache: KVCache, lowrank: LowRank = None

@@ -50,8 +50,9 @@ class LVLM(nn.Module):
 
     __call__(input_ids [B, L] int32, attention_mask [B, L] | None, pixel_values [B, N, H, W, 3] or
     [B, H, W, 3] | None, num_images [B] | None (None = all N slots are real), lowrank, return_hidden,
-    connector_inputs (extra keyword inputs for connectors that take them), deterministic)
-    -> float32 logits [B, L, V] (or (logits, hidden [B, L, C]) with return_hidden).
+    connector_inputs (extra keyword inputs for connectors that take them), deterministic,
+    compute_logits) -> float32 logits [B, L, V] (or (logits, hidden [B, L, C]) with return_hidden;
+    hidden [B, L, C] alone with compute_logits=False, for a chunked loss that calls ``logits``).
     """
 
     config: LVLMConfig
@@ -138,11 +139,22 @@ class LVLM(nn.Module):
         return_hidden: bool = False,
         connector_inputs: dict[str, Any] | None = None,
         deterministic: bool = True,
+        compute_logits: bool = True,
     ):
         embeds = self.embed_inputs(
             input_ids, pixel_values, num_images, connector_inputs, deterministic
         )
-        return self.llm(embeds, attention_mask, lowrank=lowrank, return_hidden=return_hidden)
+        return self.llm(
+            embeds,
+            attention_mask,
+            lowrank=lowrank,
+            return_hidden=return_hidden,
+            compute_logits=compute_logits,
+        )
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """The decoder's LM head on final-normed hidden states [B, L, C] -> float32 logits [B, L, V]."""
+        return self.llm.logits(hidden)
 
     def prefill(
         self,
@@ -153,12 +165,14 @@ class LVLM(nn.Module):
         max_length: int = 0,
         lowrank: LowRank = None,
         connector_inputs: dict[str, Any] | None = None,
+        logits_at: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache]:
-        """Right-padded prompts -> (logits [B, L, V] float32, KVCache with room for max_length)."""
+        """Right-padded prompts -> (logits [B, L, V] float32, KVCache with room for max_length);
+        with logits_at [B] int the LM head runs only at those positions and logits are [B, V]."""
         if max_length <= 0:
             raise ValueError("prefill needs max_length > 0 (prompt + tokens to generate)")
         embeds = self.embed_inputs(input_ids, pixel_values, num_images, connector_inputs)
-        return self.llm.prefill_embeds(embeds, attention_mask, max_length, lowrank)
+        return self.llm.prefill_embeds(embeds, attention_mask, max_length, lowrank, logits_at)
 
     def decode(
         self, token_ids: jax.Array, cache: KVCache, lowrank: LowRank = None

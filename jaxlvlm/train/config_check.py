@@ -93,6 +93,17 @@ def _check_values(c: ml_collections.ConfigDict, errors: list[str]) -> None:
             f"config.data.global_batch_size={bs} is not divisible by "
             f"config.train.grad_accum={t.grad_accum}"
         )
+    if t.loss_chunk < 0:
+        errors.append(f"config.train.loss_chunk={t.loss_chunk} must be >= 0 (0 = off)")
+    elif t.loss_chunk > 0:
+        from jaxlvlm.train.losses import TOKEN_WEIGHTS
+
+        if t.loss not in TOKEN_WEIGHTS:
+            errors.append(
+                f"config.train.loss_chunk={t.loss_chunk} needs a loss with a token-weight form "
+                f"({sorted(TOKEN_WEIGHTS)}); config.train.loss={t.loss!r} has none: set "
+                "loss_chunk=0"
+            )
     for key in ("log_every", "checkpoint_every"):
         if t[key] < 1:
             errors.append(f"config.train.{key}={t[key]} must be >= 1")

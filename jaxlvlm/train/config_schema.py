@@ -151,6 +151,9 @@ def base_config() -> ml_collections.ConfigDict:
             eval_every=0,  # 0 = only at the end
             halt_after_steps=0,  # >0: the process kills itself after that many steps (preemption drill)
             loss="token_weighted_nll",  # a name in jaxlvlm.train.losses.LOSSES
+            # >0: LM head + cross-entropy in chunks of this many positions (never the whole
+            # [B, L, V] fp32 logits and their gradient); same loss and gradients; 0 = off
+            loss_chunk=0,
             peak_flops=CPU_PEAK_FLOPS,  # per device, for MFU
             progress_bar=True,
         )

@@ -18,6 +18,10 @@ LossFn = Callable[[jax.Array, dict, dict], tuple[jax.Array, jax.Array, dict]]
 
 LOSSES: dict[str, LossFn] = {}
 
+# loss name -> token_weight_fn(batch, method_state) -> w [B, L] (no gradient) for the losses that are
+# sum(w * nll) / sum(w): those can run as a chunked LM head + cross-entropy (train.loss_chunk > 0).
+TOKEN_WEIGHTS: dict[str, Callable[[dict, dict], jax.Array]] = {}
+
 
 def register_loss(name: str) -> Callable[[LossFn], LossFn]:
     def deco(fn: LossFn) -> LossFn:
@@ -53,6 +57,23 @@ def task_weights_per_row(batch: dict, method_state: dict) -> jax.Array:
     return jnp.asarray(lam, jnp.float32)[task_ids]
 
 
+def token_loss_weights(batch: dict, method_state: dict) -> jax.Array:
+    """lam[task] * loss_mask: the per-token weights [B, L] float32 of ``token_weighted_nll``."""
+    mask = batch[B.LOSS_MASK].astype(jnp.float32)
+    return task_weights_per_row(batch, method_state)[:, None] * mask
+
+
+def get_token_weights(name: str) -> Callable[[dict, dict], jax.Array]:
+    """The token-weight form of loss ``name``, for the chunked LM-head loss."""
+    if name not in TOKEN_WEIGHTS:
+        raise ValueError(
+            f"config.train.loss={name!r} has no token-weight form, so it cannot run with "
+            f"config.train.loss_chunk > 0; chunkable losses: {sorted(TOKEN_WEIGHTS)} "
+            "(or set loss_chunk=0)"
+        )
+    return TOKEN_WEIGHTS[name]
+
+
 @register_loss("token_weighted_nll")
 def token_weighted_nll(logits: jax.Array, batch: dict, method_state: dict) -> tuple:
     """Token-level task-weighted NLL: sum(lam[task] * m * nll) / sum(lam[task] * m).
@@ -61,9 +82,11 @@ def token_weighted_nll(logits: jax.Array, batch: dict, method_state: dict) -> tu
     aux['nll'] [B, L] so the step can report per-task losses without recomputing.
     """
     nll = token_nll(logits, batch[B.TARGETS])
-    mask = batch[B.LOSS_MASK].astype(jnp.float32)
-    lam = task_weights_per_row(batch, method_state)[:, None]
-    return jnp.sum(lam * mask * nll), jnp.sum(lam * mask), {"nll": nll}
+    w = token_loss_weights(batch, method_state)
+    return jnp.sum(w * nll), jnp.sum(w), {"nll": nll}
+
+
+TOKEN_WEIGHTS["token_weighted_nll"] = token_loss_weights
 
 
 def per_task_token_sums(nll: jax.Array, batch: dict, num_tasks: int) -> tuple[jax.Array, jax.Array]:

@@ -88,8 +88,9 @@ def dummy_inputs(cfg: LVLMConfig | TextConfig, length: int = 8) -> dict:
     return out
 
 
-def make_forward(model: nn.Module, lora_alpha: float) -> Callable:
-    """forward(params, lora, batch, method_state, rng) -> logits [B, L, V] float32."""
+def make_forward(model: nn.Module, lora_alpha: float, compute_logits: bool = True) -> Callable:
+    """forward(params, lora, batch, method_state, rng) -> logits [B, L, V] float32 (final hidden
+    states [B, L, C] with compute_logits=False, for the chunked loss)."""
 
     def forward(params, lora, batch, method_state, rng):
         del method_state, rng
@@ -105,6 +106,7 @@ def make_forward(model: nn.Module, lora_alpha: float) -> Callable:
             batch[B.INPUT_IDS],
             batch[B.ATTENTION_MASK],
             lowrank=lowrank,
+            compute_logits=compute_logits,
             **kwargs,
         )
 
@@ -249,16 +251,19 @@ def jit_train_step(
 ) -> Callable:
     """The jitted ``train_step(state, batch)`` with state shardings in and out, the batch sharded
     over ('data', 'fsdp'), metrics replicated and the old state donated."""
+    from jaxlvlm.train.chunked_loss import chunked_step_kwargs
     from jaxlvlm.train.losses import get_loss
 
+    chunked = chunked_step_kwargs(model, config, forward_fn, loss_fn)
     step = make_train_step(
-        forward_fn or make_forward(model, config.lora.alpha),
+        forward_fn or make_forward(model, config.lora.alpha, compute_logits=not chunked),
         setup.tx,
         frozen_mask(setup.labels),
         num_tasks=num_tasks,
         grad_accum=config.train.grad_accum,
         loss_fn=loss_fn or get_loss(config.train.loss),
         schedule=setup.schedule,
+        **chunked,
     )
     compiled: dict[tuple, Callable] = {}
     rep = shd.replicated(mesh)

@@ -14,10 +14,18 @@ import jax.numpy as jnp
 import optax
 
 from jaxlvlm.data import batch as B
-from jaxlvlm.train.losses import LossFn, per_task_token_sums, token_nll, token_weighted_nll
+from jaxlvlm.train.chunked_loss import ChunkedHead, chunked_weighted_nll
+from jaxlvlm.train.losses import (
+    LossFn,
+    per_task_token_sums,
+    token_loss_weights,
+    token_nll,
+    token_weighted_nll,
+)
 from jaxlvlm.train.state import TrainState
 
-# forward_fn(params, lora, batch, method_state, rng) -> logits [B, L, V]
+# forward_fn(params, lora, batch, method_state, rng) -> logits [B, L, V] (or final hidden states
+# [B, L, C] when the step runs a chunked head)
 ForwardFn = Callable[[Any, Any, dict, dict, jax.Array], jax.Array]
 
 
@@ -46,8 +54,15 @@ def make_train_step(
     grad_accum: int = 1,
     loss_fn: LossFn = token_weighted_nll,
     schedule: optax.Schedule | None = None,
+    chunked_head: ChunkedHead | None = None,
+    token_weight_fn: Callable[[dict, dict], jax.Array] = token_loss_weights,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns the un-jitted pure step (the caller jits it with shardings and donation).
+
+    chunked_head: when given, forward_fn returns final hidden states [B, L, C] and the loss is
+    sum(w * nll) / sum(w) with w = token_weight_fn(batch, method_state) [B, L], computed by the LM
+    head + cross-entropy in chunks (jaxlvlm.train.chunked_loss), never holding the [B, L, V] logits;
+    loss_fn is not used then (it must be the loss whose token-weight form token_weight_fn is).
 
     frozen: bool tree shaped like {'params', 'lora'}; True leaves have their gradients stopped.
     Metrics: loss [], grad_norm [] (before clipping), tokens [] (loss-mask tokens), input_tokens []
@@ -56,13 +71,25 @@ def make_train_step(
     plus any scalar entries a custom loss puts in its aux dict (averaged over micro-batches).
     """
 
+    # A frozen head (e.g. LoRA training) needs no parameter gradient from the chunked loss.
+    head_trainable = chunked_head is not None and not all(
+        jax.tree_util.tree_leaves(chunked_head.select(frozen["params"]))
+    )
+
     def micro(trainable, mb, method_state, rng):
         trainable = jax.tree_util.tree_map(
             lambda x, f: jax.lax.stop_gradient(x) if f else x, trainable, frozen
         )
-        logits = forward_fn(trainable["params"], trainable["lora"], mb, method_state, rng)
-        num, den, aux = loss_fn(logits, mb, method_state)
-        nll = aux["nll"] if "nll" in aux else token_nll(logits, mb[B.TARGETS])
+        out = forward_fn(trainable["params"], trainable["lora"], mb, method_state, rng)
+        if chunked_head is not None:
+            w = token_weight_fn(mb, method_state)
+            num, nll = chunked_weighted_nll(
+                chunked_head, trainable["params"], out, mb[B.TARGETS], w, head_trainable
+            )
+            den, aux = jnp.sum(w), {"nll": nll}
+        else:
+            num, den, aux = loss_fn(out, mb, method_state)
+        nll = aux["nll"] if "nll" in aux else token_nll(out, mb[B.TARGETS])
         task_sum, task_tok = per_task_token_sums(jax.lax.stop_gradient(nll), mb, num_tasks)
         scalars = {k: v for k, v in aux.items() if k != "nll" and jnp.ndim(v) == 0}
         return num, (den, task_sum, task_tok, scalars)
