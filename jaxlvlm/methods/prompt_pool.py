@@ -4,9 +4,13 @@ A frozen LVLM; for every instance the instruction embedding e [d_s] picks the to
 cosine similarity (eq. 7) and the o_proj of every decoder layer gains the weighted sum of the chosen
 low-rank increments (eq. 8) plus contextual increments: frozen per-task snapshots of the pool, each
 mixed by the task's mean selection coefficients and a learnable weight w_l = sigmoid(u_l) in [0, 1]
-(eq. 9). Everything is expressed in the model's low-rank hook format (jaxlvlm.models.lowrank
-LowRankFactors: a [layers, E, d_in, R], b [layers, E, R, d_out], coeff [B, E]), so no d x d matrix is
-ever built: delta[b, s] = sum_e coeff[b, e] (x[b, s] @ a[l, e]) @ b[l, e].
+(eq. 9). Everything is expressed in the model's low-rank hook format (jaxlvlm.models.lowrank), so no
+d x d matrix is ever built per example: ``pool_lowrank`` hands the model each example's M selected
+entries already gathered (GatheredFactors, rank M*R per example) plus the contextual entries as one
+batch-shared LowRankFactors part (which the model may fold into the o_proj weight when that is
+cheaper). ``pool_factors`` / ``pool_lowrank_reference`` keep the all-entries form
+(a [layers, N + E, d_in, R], b [layers, N + E, R, d_out], coeff [B, N + E]) as the reference:
+delta[b, s] = sum_e coeff[b, e] (x[b, s] @ a[l, e]) @ b[l, e].
 
 State, split by how it changes (both plain dict pytrees, for the train state):
   trainable ``pool``:  keys [N, d_s] (stage 1 only), a [L, N, d_in, R], b [L, N, R, d_out], u [T_max]
@@ -243,18 +247,72 @@ def pool_factors(
     return a, b, c
 
 
-def pool_lowrank(
+def pool_lowrank_reference(
     pool: dict[str, jax.Array],
     memory: dict[str, jax.Array],
     coeff: jax.Array,
     cfg: PoolConfig,
     num_active: int | None = None,
 ) -> dict:
-    """The model's ``lowrank`` argument: {cfg.target: LowRankFactors(a, b, coeff)} (see pool_factors)."""
+    """The all-entries form {cfg.target: LowRankFactors(a, b, coeff [B, N + E])} (see pool_factors).
+
+    Every example pays for all N + E entries; ``pool_lowrank`` gives the same delta at rank M*R per
+    example. Kept as the reference the fast form is tested against and benchmarked next to.
+    """
     from jaxlvlm.models.lowrank import LowRankFactors
 
     a, b, c = pool_factors(pool, memory, coeff, cfg, num_active)
     return {cfg.target: LowRankFactors(a=a, b=b, coeff=c)}
+
+
+def gather_selected(pool: dict[str, jax.Array], idx: jax.Array, weights: jax.Array):
+    """The intrinsic increment (eq. 8) as per-example entries: each example's own top-M factors.
+
+    Gathering is differentiable: the pool's a/b get gradient only at the selected entries (summed
+    over the examples that chose them), exactly as with dense [B, N] coefficients.
+
+    Args:
+      pool: {'a' [L, N, d_in, R], 'b' [L, N, R, d_out], ...}; idx: [B, M] int; weights: [B, M].
+    Returns:
+      GatheredFactors(a [L, B, M, d_in, R], b [L, B, M, R, d_out], coeff [B, M] float32).
+    """
+    from jaxlvlm.models.lowrank import GatheredFactors
+
+    idx = jax.lax.stop_gradient(idx)
+    return GatheredFactors(
+        a=jnp.take(pool["a"], idx, axis=1),
+        b=jnp.take(pool["b"], idx, axis=1),
+        coeff=jnp.asarray(weights, jnp.float32),
+    )
+
+
+def pool_lowrank(
+    pool: dict[str, jax.Array],
+    memory: dict[str, jax.Array],
+    idx: jax.Array,
+    weights: jax.Array,
+    cfg: PoolConfig,
+    num_active: int | None = None,
+) -> dict:
+    """The model's ``lowrank`` argument for a batch: {cfg.target: (intrinsic[, contextual])}.
+
+    intrinsic: GatheredFactors of each example's M selected entries (rank M*R per example, not N*R);
+    contextual: LowRankFactors(a [L, E, d_in, R], b [L, E, R, d_out], coeff [E]) shared by the batch
+    (contextual_entries), left out when E = 0. Being batch-shared, the model folds the contextual
+    sum into the o_proj weight when its rank E*R makes that cheaper (jaxlvlm.models.lowrank.
+    should_fold). The delta equals pool_lowrank_reference's with coeff = selection_coefficients(idx,
+    weights, N).
+
+    Args:
+      idx, weights: [B, M] from select_pool_entries; num_active: see contextual_entries.
+    """
+    from jaxlvlm.models.lowrank import LowRankFactors
+
+    parts = [gather_selected(pool, idx, weights)]
+    a_ctx, b_ctx, c_ctx = contextual_entries(pool, memory, cfg, num_active)
+    if c_ctx.shape[0]:
+        parts.append(LowRankFactors(a=a_ctx, b=b_ctx, coeff=c_ctx))
+    return {cfg.target: tuple(parts)}
 
 
 def lowrank_delta(x: jax.Array, a: jax.Array, b: jax.Array, coeff: jax.Array) -> jax.Array:

@@ -155,10 +155,16 @@ def instruction_embedding(params, batch: dict, image_token_id: int) -> jax.Array
     return pp.mean_token_embedding(table, batch[B.INPUT_IDS], mask)
 
 
-def pool_coefficients(params, pool, batch, pcfg: pp.PoolConfig, image_token_id: int) -> jax.Array:
-    """[B, N] selection coefficients of a batch (keys are constants here)."""
+def pool_selection(params, pool, batch, pcfg: pp.PoolConfig, image_token_id: int):
+    """(idx [B, M], weights [B, M]): each row's top-M pool entries (keys are constants here)."""
     e = instruction_embedding(params, batch, image_token_id)
     idx, w, _ = pp.select_pool_entries(e, jax.lax.stop_gradient(pool["keys"]), pcfg.top_m)
+    return idx, w
+
+
+def pool_coefficients(params, pool, batch, pcfg: pp.PoolConfig, image_token_id: int) -> jax.Array:
+    """[B, N] selection coefficients of a batch (keys are constants here)."""
+    idx, w = pool_selection(params, pool, batch, pcfg, image_token_id)
     return pp.selection_coefficients(idx, w, pcfg.pool_size)
 
 
@@ -168,8 +174,8 @@ def make_pool_forward(model, pcfg: pp.PoolConfig, image_token_id: int, num_activ
 
     def forward(params, pool, batch, memory, rng):
         del rng
-        coeff = pool_coefficients(params, pool, batch, pcfg, image_token_id)
-        lowrank = pp.pool_lowrank(pool, memory, coeff, pcfg, num_active)
+        idx, w = pool_selection(params, pool, batch, pcfg, image_token_id)
+        lowrank = pp.pool_lowrank(pool, memory, idx, w, pcfg, num_active)
         kwargs = {}
         if B.PIXEL_VALUES in batch:
             kwargs = {"pixel_values": batch[B.PIXEL_VALUES], "num_images": batch[B.NUM_IMAGES]}
@@ -334,9 +340,9 @@ def _pool_task(config, phase_dir, sources, stream, base_params, pool, memory, m,
         if encoder is not None:
             e = embed_global_batch(batch, encoder, run.tokenizer, tid)
             batch = dict(batch, **{INSTRUCTION_EMBEDDING: jnp.asarray(e)})
-        coeff = pool_coefficients(state.params, state.lora, batch, pcfg, tid)
+        idx, w = pool_selection(state.params, state.lora, batch, pcfg, tid)
         # Evaluation follows the end-of-task snapshot: tasks 0..t are finished.
-        return pp.pool_lowrank(state.lora, state.method_state, coeff, pcfg, t + 1)
+        return pp.pool_lowrank(state.lora, state.method_state, idx, w, pcfg, t + 1)
 
     pool_now = jax.device_get(pool)
     res = run_phase(

@@ -242,7 +242,7 @@ def test_pool_in_the_decoder_equals_the_materialised_o_proj_delta():
     e = jax.random.normal(jax.random.PRNGKey(9), (1, 6))
     idx, w, _ = pp.select_pool_entries(e, pool["keys"], cfg.top_m)
     coeff = pp.selection_coefficients(idx, w, cfg.pool_size)
-    lowrank = pp.pool_lowrank(pool, mem, coeff, cfg)
+    lowrank = pp.pool_lowrank(pool, mem, idx, w, cfg)
     validate_lowrank(text, lowrank, batch_size=1)
     got = model.apply({"params": params}, ids, lowrank=lowrank)
 
