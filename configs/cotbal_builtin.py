@@ -19,14 +19,16 @@ in total.
 
 from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
 
-FAMILIES = ("attribute", "counting", "spatial", "digits", "arithmetic")
+# Four tasks of different difficulty that the small model learns from scratch within a CPU budget
+# (the scene families stay near chance at this budget, see the README's demo section).
+FAMILIES = ("counting", "digits", "digit_pair", "arithmetic")
 
 
 def get_config(arg: str | None = None):
     a = parse_arg(
         arg,
         test=False,
-        steps=400,
+        steps=600,
         probe_steps=150,
         num=2000,
         eval_num=100,
@@ -47,13 +49,15 @@ def get_config(arg: str | None = None):
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 50
     c.data.buckets = (96,)
+    c.data.max_images = 2  # digit_pair shows its two digits as two images in half the samples
     use_small_builtin_model(c)
     c.model.vision_feature_layer = -1
     c.train.steps = a.steps
     c.train.log_every = 25
     c.train.checkpoint_every = 100
-    c.optim.lr = 2e-3
-    c.optim.warmup_steps = 20
+    # 5e-4 as in the demo: at 2e-3 the decoder never learns to read the image tokens.
+    c.optim.lr = 5e-4
+    c.optim.warmup_steps = 30
     c.optim.end_lr_ratio = 0.05
     c.optim.weight_decay = 0.01
     c.eval.max_new_tokens = 6

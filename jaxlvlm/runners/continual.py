@@ -52,6 +52,7 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     stream=(),  # task names in training order; () = data.tasks order
     base_steps=0,
     base_sources=(),
+    base_lr=0.0,  # learning rate of the base phase; 0 = optim.lr (set it so every approach shares one base)
     pool_size=30,
     top_m=5,
     pool_rank=8,
@@ -76,6 +77,8 @@ def method_settings(config) -> dict[str, Any]:
     m = {**METHOD_DEFAULTS, **given}
     if m["approach"] not in APPROACHES:
         raise ValueError(f"config.method.approach={m['approach']!r}: choose one of {APPROACHES}")
+    if m["base_lr"] < 0:
+        raise ValueError(f"config.method.base_lr={m['base_lr']}: use > 0, or 0 for optim.lr")
     if m["embedding"] not in ("minilm", "token_mean"):
         raise ValueError(
             f"config.method.embedding={m['embedding']!r}: use 'minilm' or 'token_mean'"
@@ -390,6 +393,8 @@ def _base_params(config, workdir, stream, m):
             dict.fromkeys([*stream, *(dict(s)["task"] for s in m["base_sources"])])
         )
         c.data.eval_sources = ()
+        if m["base_lr"] > 0:
+            c.optim.lr = float(m["base_lr"])
     res = run_phase(c, os.path.join(workdir, "base"), evaluate=False)
     return res.state.params
 

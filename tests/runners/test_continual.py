@@ -17,7 +17,7 @@ from jaxlvlm.runners import _phase, continual  # noqa: E402
 def _config(approach="continual_llava", steps=2, embedding="token_mean"):
     c = continual_domain.get_config(f"test,approach={approach},base_steps=0")
     c.method.embedding = embedding
-    # Two tasks keep the test small: counting in the plain and the noisy domain.
+    # Two tasks keep the test small: digits in the plain and the noisy domain.
     c.data.sources = c.data.sources[:2]
     c.data.eval_sources = c.data.eval_sources[:2]
     c.data.tasks = c.data.tasks[:2]
@@ -93,18 +93,18 @@ def test_stream_resumes_mid_task_exactly_and_keeps_the_base_frozen(tmp_path, mon
     assert a.shape == (2, 2) and np.all(np.isfinite(a))
 
     real = _phase.train_loop
-    monkeypatch.setattr(_phase, "train_loop", _interrupting_loop(real, "task_1_counting-noisy", 1))
+    monkeypatch.setattr(_phase, "train_loop", _interrupting_loop(real, "task_1_digits-noisy", 1))
     with pytest.raises(_Interrupted):
         continual.run_continual(c, str(tmp_path / "b"))
     monkeypatch.setattr(_phase, "train_loop", real)
-    assert os.path.exists(tmp_path / "b" / "task_0_counting" / "phase.json")
-    assert not os.path.exists(tmp_path / "b" / "task_1_counting-noisy" / "phase.json")
+    assert os.path.exists(tmp_path / "b" / "task_0_digits" / "phase.json")
+    assert not os.path.exists(tmp_path / "b" / "task_1_digits-noisy" / "phase.json")
     resumed, states_b = _run_capturing(c, str(tmp_path / "b"), monkeypatch)
-    info = _phase.read_phase(str(tmp_path / "b" / "task_1_counting-noisy"))
+    info = _phase.read_phase(str(tmp_path / "b" / "task_1_digits-noisy"))
     assert info["resumed_from"] == 1
     assert resumed["summary"]["matrix"] == s["matrix"]
     # Pool, memory and the (frozen) model are bitwise those of the uninterrupted stream.
-    final_a, final_b = states_a["task_1_counting-noisy"], states_b["task_1_counting-noisy"]
+    final_a, final_b = states_a["task_1_digits-noisy"], states_b["task_1_digits-noisy"]
     _assert_trees_equal(final_a.lora, final_b.lora)
     _assert_trees_equal(final_a.method_state, final_b.method_state)
     _assert_trees_equal(final_a.params, final_b.params)
@@ -116,7 +116,7 @@ def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
     Selection by the frozen MiniLM embedding of the prompt text."""
     c = _config(embedding="minilm")
     _, states = _run_capturing(c, str(tmp_path), monkeypatch)
-    st = states["task_1_counting-noisy"]
+    st = states["task_1_digits-noisy"]
     mem = jax.device_get(st.method_state)
     assert int(mem["num_done"]) == 2
     np.testing.assert_allclose(mem["snap_alpha"].sum(axis=1), [1.0, 1.0], rtol=1e-5)
@@ -151,7 +151,7 @@ def test_instruction_texts_are_the_prompts_without_answers():
     assert len(texts) == batch["input_ids"].shape[0]
     from jaxlvlm.data.builtin import make_records
 
-    records = make_records("counting", "train", 16, 0, domain="plain", image_size=16)
+    records = make_records("digits", "train", 16, 0, domain="plain", image_size=16)
     checked = 0
     for row, text in enumerate(texts):
         if batch["loss_mask"][row].sum() == 0:
@@ -184,6 +184,10 @@ def test_bad_method_settings():
     with pytest.raises(ValueError, match="choose one of"):
         continual.method_settings(c)
     c = _config()
-    c.method.stream = ("counting", "digits")
+    c.method.stream = ("digits", "counting")
     with pytest.raises(ValueError, match="tasks must be distinct names"):
         continual.stream_of(c, continual.method_settings(c))
+    c = _config()
+    c.method.base_lr = -1.0
+    with pytest.raises(ValueError, match="base_lr"):
+        continual.method_settings(c)
