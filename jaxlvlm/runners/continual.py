@@ -393,7 +393,7 @@ def _base_params(config, workdir, stream, m):
             dict.fromkeys([*stream, *(dict(s)["task"] for s in m["base_sources"])])
         )
         c.data.eval_sources = ()
-        if m["base_lr"] > 0:
+        if m.get("base_lr", 0.0) > 0:  # the lifelong runner shares this function
             c.optim.lr = float(m["base_lr"])
     res = run_phase(c, os.path.join(workdir, "base"), evaluate=False)
     return res.state.params

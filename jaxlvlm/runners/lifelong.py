@@ -60,6 +60,7 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     grad_mode="vmap",  # per-sample grads: 'vmap' (vmap(grad)) or 'mixture' (one pass, LoRA copies)
     base_steps=0,
     base_sources=(),
+    base_lr=0.0,  # learning rate of the base phase; 0 = optim.lr (one base shared by all approaches)
     evaluate_base=True,
     joint_summary="",  # a joint run's summary.json, for the relative gain
 )
@@ -80,6 +81,8 @@ def method_settings(config) -> dict[str, Any]:
         raise ValueError(f"config.method.scorer={m['scorer']!r}: choose one of {ai.SCORER_NAMES}")
     if not m["stream"]:
         raise ValueError("config.method.stream is empty: give the tasks joining at each step")
+    if m["base_lr"] < 0:
+        raise ValueError(f"config.method.base_lr={m['base_lr']}: use > 0, or 0 for optim.lr")
     if m["budget"] <= 0:
         raise ValueError(f"config.method.budget must be positive, got {m['budget']}")
     m["stream"] = [list(step) for step in m["stream"]]
