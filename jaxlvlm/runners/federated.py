@@ -64,6 +64,7 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     cross_hidden_dim=256,
     base_steps=0,
     base_sources=(),
+    base_lr=0.0,  # learning rate of the base phase; 0 = optim.lr (one base shared by all approaches)
     evaluate_base=False,
     fault_drill_client="",  # a client name whose round-1 upload is corrupted (NaN) on purpose
 )
@@ -82,6 +83,8 @@ def method_settings(config) -> dict[str, Any]:
         raise ValueError(f"config.method.approach={m['approach']!r}: choose one of {APPROACHES}")
     if m["backend"] not in P.client.BACKENDS:
         raise ValueError(f"config.method.backend={m['backend']!r}: choose 'vmap' or 'loop'")
+    if m["base_lr"] < 0:
+        raise ValueError(f"config.method.base_lr={m['base_lr']}: use > 0, or 0 for optim.lr")
     if m["partition"] not in ("iid", "dirichlet"):
         raise ValueError(f"config.method.partition={m['partition']!r}: choose 'iid' or 'dirichlet'")
     return m

@@ -33,7 +33,7 @@ def test_clients_cover_each_task_exactly_once(partition):
     tasks = list(c.data.tasks)
     clients = F.make_clients(c, m, tasks, image_size=16)
     assert len(clients) == 2 * len(tasks)
-    assert [cl.name for cl in clients[:2]] == ["mcq#0", "mcq#1"]
+    assert [cl.name for cl in clients[:2]] == ["digits_palette#0", "digits_palette#1"]
     for t, task in enumerate(tasks):
         mine = [cl for cl in clients if cl.task == task]
         assert all(cl.task_id == t for cl in mine)
@@ -44,12 +44,12 @@ def test_clients_cover_each_task_exactly_once(partition):
 @pytest.mark.slow
 @pytest.mark.parametrize("approach", ["pilot", "fedavg"])
 def test_federated_scenario_end_to_end_with_rejection_drill(tmp_path, approach):
-    c = _config(f"test,approach={approach},fault=mcq#1,rounds=2")
+    c = _config(f"test,approach={approach},fault=digits_palette#1,rounds=2")
     s = F.run_federated(c, str(tmp_path))["summary"]
     assert len(s["clients"]) == 8 and set(s["per_task"]) == set(c.data.tasks)
     assert np.isfinite(s["macro"])
     first = s["rounds"][0]
-    assert [r["client"] for r in first["rejected"]] == ["mcq#1"]
+    assert [r["client"] for r in first["rejected"]] == ["digits_palette#1"]
     assert "non-finite" in first["rejected"][0]["reason"]
     assert all(not r["rejected"] for r in s["rounds"][1:])
     stages = [r["stage"] for r in s["rounds"]]
