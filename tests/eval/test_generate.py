@@ -104,3 +104,60 @@ def test_text_only_model_and_bad_length(setup):
     assert tokens.shape == (1, 3)
     with pytest.raises(ValueError, match="max_new_tokens"):
         greedy_generate(model, params, batch, 0, eos_id=-1, pad_id=PAD)
+
+
+def test_prefill_logits_at_equals_full_prefill(setup):
+    """The prefill's LM head at given positions equals the full [B, L, V] logits gathered there,
+    for right-padded rows of different lengths, LVLM and text-only model."""
+    model, params, batch, lengths = setup
+    last = np.array(lengths, np.int32) - 1
+    extra = {k: batch[k] for k in ("pixel_values", "num_images")}
+
+    def prefill(at):
+        return model.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            max_length=batch["input_ids"].shape[1] + 2,
+            logits_at=at,
+            method="prefill",
+            **extra,
+        )
+
+    full, cache_full = jax.jit(lambda: prefill(None))()
+    at, cache_at = jax.jit(prefill)(last)
+    assert at.shape == (3, CONFIG.text.vocab_size)
+    np.testing.assert_allclose(at, np.asarray(full)[np.arange(3), last], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(cache_at.k, cache_full.k)
+    np.testing.assert_array_equal(cache_at.length, cache_full.length)
+
+    text_model = build_model(CONFIG.text)
+    ids, mask = batch["input_ids"][1:2], batch["attention_mask"][1:2]
+    full_t, _ = text_model.apply(
+        {"params": params["llm"]}, ids, mask, max_length=ids.shape[1], method="prefill"
+    )
+    at_t, _ = text_model.apply(
+        {"params": params["llm"]},
+        ids,
+        mask,
+        max_length=ids.shape[1],
+        logits_at=last[1:2],
+        method="prefill",
+    )
+    np.testing.assert_allclose(at_t[0], full_t[0, last[1]], rtol=1e-6, atol=1e-6)
+
+
+def test_generation_compiles_once_per_shape(setup):
+    """New prompts of the same shapes reuse the compiled program; a new batch size compiles once
+    more."""
+    from jaxlvlm.eval import generate as G
+
+    model, params, batch, _ = setup
+    greedy_generate(model, params, batch, 3, eos_id=-1, pad_id=PAD)
+    n = G._generate._cache_size()
+    ids = batch["input_ids"]
+    other = dict(batch, input_ids=np.where(ids == 3, 3, (ids - 3) % 60 + 4).astype(np.int32))
+    greedy_generate(model, params, other, 3, eos_id=-1, pad_id=PAD)
+    assert G._generate._cache_size() == n
+    greedy_generate(model, params, {k: v[:2] for k, v in batch.items()}, 3, eos_id=-1, pad_id=PAD)
+    assert G._generate._cache_size() == n + 1
