@@ -39,6 +39,13 @@ from jaxlvlm.data.sources import SubsetSource
 from jaxlvlm.methods import pilot as P
 from jaxlvlm.methods.pilot import programs as PG
 from jaxlvlm.runners import _plots
+from jaxlvlm.runners._federated_rounds import (
+    SUMMARY_FILE,
+    RoundCheckpoints,
+    read_summary,
+    run_fingerprint,
+    write_json_atomic,
+)
 from jaxlvlm.runners._phase import run_phase, scores_vector
 from jaxlvlm.runners.continual import _base_params, _phase_config, _specs_of
 from jaxlvlm.runners.registry import register_runner
@@ -207,21 +214,55 @@ def _init_connectors(cfg, seed: int, count: int):
 
 @register_runner("federated")
 def run_federated(config, workdir: str) -> dict:
-    """Runs the federated scenario; writes report.md / summary.json; returns {'summary', 'report'}."""
+    """Runs the federated scenario; writes report.md / summary.json.
+
+    Resumable: every round ends with a checkpoint in workdir/rounds (jaxlvlm.runners._federated_rounds)
+    and a rerun continues after the latest one; a finished run (summary.json present) is read back,
+    not retrained. A workdir of a run with a different config is refused, naming the key.
+    Returns {'summary', 'report' (report.md path), 'resumed_from' (rounds restored from a checkpoint:
+    0 = a fresh start, -1 = the run was already finished)}.
+    """
     from jaxlvlm.train import trainer as TR
-    from jaxlvlm.train.lora import init_lora
 
     m = method_settings(config)
     tasks = list(config.data.tasks) or list(
         dict.fromkeys(dict(s)["task"] for s in config.data.sources)
     )
     os.makedirs(workdir, exist_ok=True)
+    finished_fp = run_fingerprint(TR.config_json(config), m, evaluation=True)
+    done = read_summary(workdir, finished_fp)
+    if done is not None:
+        logging.info("federated run in %s is finished (%s); reading it back", workdir, SUMMARY_FILE)
+        return {
+            "summary": done,
+            "report": os.path.join(workdir, "report.md"),
+            "resumed_from": -1,
+        }
     base_params = _base_params(config, workdir, tasks, m)
     c = _phase_config(config, [s for t in tasks for s in _specs_of(config, t)], 1, tasks, lora=True)
     run = TR.prepare_run(c, workdir)
     clients = make_clients(config, m, tasks, run.image_cfg.image_size)
     if m["approach"] == "centralized":
-        return _run_centralized(config, workdir, tasks, clients, base_params, m)
+        out = _run_centralized(config, workdir, tasks, clients, base_params, m, finished_fp)
+        return {**out, "resumed_from": 0}
+    fingerprint = {
+        **run_fingerprint(TR.config_json(config), m),
+        "clients": [[cl.name, cl.num_examples] for cl in clients],
+    }
+    result = _run_rounds(config, workdir, m, tasks, clients, base_params, run, fingerprint)
+    summary = {**result["summary"], "config_fingerprint": finished_fp}
+    return {
+        "summary": summary,
+        "report": write_federated_report(workdir, summary),
+        "resumed_from": result["resumed_from"],
+    }
+
+
+def _run_rounds(config, workdir, m, tasks, clients, base_params, run, fingerprint) -> dict:
+    """The round loop of the federated approaches (all but 'centralized'), resuming after the latest
+    round checkpoint, then the clients' evaluation -> {'summary', 'resumed_from'}."""
+    from jaxlvlm.train.lora import init_lora
+
     t0 = time.perf_counter()
     K, T = len(clients), len(tasks)
     n = jnp.asarray([cl.num_examples for cl in clients], jnp.float32)
@@ -279,85 +320,144 @@ def run_federated(config, workdir: str) -> dict:
         mu = m["prox_mu"] if approach == "fedprox" else 0.0
         prog_base = PG.baseline_program(PG.LocalTraining(model, prox_mu=mu, **lt_kw))
 
-    for i, (rnd, stage) in enumerate(schedule):
-        t_round = time.perf_counter()
-        batches, active = client_batches(run, clients, m["local_epochs"], config.seed + 31 * i)
-        keys = jax.random.split(jax.random.PRNGKey(config.seed + i), K)
-        if approach == "pilot" and stage == "stage1":
-            program = prog1
-            payload = {"task_adapter": _take(task_avgs, own_task), "lora": lora}
-            state_in = client_state
-        elif approach == "pilot":
-            program = prog2
-            payload = {"task_averages": _stack([task_avgs] * K), "own_task": own_task, "lora": lora}
-            if "router" not in client_state:  # entering stage 2: fresh cross adapters and router
-                client_state = {
-                    "client_adapter": client_state["client_adapter"],
-                    "cross_adapters": stage2_init["cross_adapters"],
-                    "router": stage2_init["router"],
-                }
-            state_in = client_state
-        else:
-            program = prog_base
-            state_in = client_state
-        uploads, client_state, metrics = P.run_clients(
-            m["backend"], program, payload, state_in, batches, jnp.asarray(active), keys, frozen
-        )
-        uploads = [_take(uploads, k) for k in range(K)]
-        if m["fault_drill_client"] in names and i == 0:
-            bad = names.index(m["fault_drill_client"])
-            uploads[bad] = jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), uploads[bad])
-        if approach == "pilot":
-            previous = [
-                {
-                    "task_adapter": _take(payload["task_adapter"], k)
-                    if stage == "stage1"
-                    else _take(task_avgs, int(own_task[k])),
-                    "lora": _take(lora, k),
-                }
-                for k in range(K)
-            ]
-        else:
-            previous = [_take(payload, k) for k in range(K)]
-        got = P.collect_updates(names, uploads, previous)
-        for _who, why in got.rejected:
-            logging.warning("round %d (%s): rejected the update of %s", rnd, stage, why)
-        valid = jnp.asarray(got.valid)
-        if approach == "pilot":
-            task_avgs, lora = P.pilot_aggregate(
-                got.stacked["task_adapter"],
-                got.stacked["lora"],
-                own_task,
-                n,
-                valid,
-                T,
-                M,
-                task_avgs,
+    def server_client_state(stage_done):
+        # What a round checkpoint holds; stage_done picks Pilot's client state shape.
+        if approach != "pilot":
+            return {"payload": payload, "client_state": client_state}
+        kept = {"client_adapter": client_state["client_adapter"]}
+        if stage_done == "stage2":
+            kept["cross_adapters"] = stage2_init["cross_adapters"]
+            kept["router"] = stage2_init["router"]
+        return {"task_avgs": task_avgs, "lora": lora, "client_state": kept}
+
+    ckpt = RoundCheckpoints(workdir, fingerprint, keep=2)
+    start, wall_before = 0, 0.0
+    try:
+        latest = ckpt.latest()
+        if latest is not None:
+            meta = ckpt.read_meta(latest)
+            if [tuple(e) for e in meta["schedule"]] != [tuple(e) for e in schedule]:
+                raise ValueError(
+                    f"{ckpt.directory}/{latest}: saved round schedule {meta['schedule']} differs "
+                    f"from this run's {schedule}; use a new --workdir"
+                )
+            restored = ckpt.restore(latest, server_client_state(schedule[latest - 1][1]))
+            client_state = restored["client_state"]
+            if approach == "pilot":
+                task_avgs, lora = restored["task_avgs"], restored["lora"]
+            else:
+                payload = restored["payload"]
+            rounds_log, wall_before, start = list(meta["rounds_log"]), float(meta["wall_s"]), latest
+            logging.info(
+                "federated %s: resuming after round %d of %d (%s)",
+                approach,
+                latest,
+                len(schedule),
+                ckpt.directory,
             )
-            down = tree_bytes(task_avgs) * K + tree_bytes(lora)
-        elif approach in ("fedavg", "fedprox"):
-            glob = P.fedavg(got.stacked, n, valid)
-            payload = _stack([glob] * K)
-            down = tree_bytes(payload)
-        else:  # local: nothing travels; each keeps its own (a rejected one its previous)
-            payload = got.stacked
-            down = 0
-        up = 0 if approach == "local" else tree_bytes(_stack(uploads))
-        loss = np.asarray(metrics["ce"])
-        act = np.asarray(active)
-        rounds_log.append(
-            {
-                "round": rnd,
-                "stage": stage,
-                "seconds": time.perf_counter() - t_round,
-                "local_steps": int(act.sum()),
-                "bytes_up": up,
-                "bytes_down": down,
-                "rejected": [dict(client=w, reason=r) for w, r in got.rejected],
-                "mean_train_ce": float((loss * act).sum() / max(act.sum(), 1)),
-            }
-        )
-        logging.info("federated %s round %d %s: %s", approach, rnd, stage, rounds_log[-1])
+        for i in range(start, len(schedule)):
+            rnd, stage = schedule[i]
+            t_round = time.perf_counter()
+            batches, active = client_batches(run, clients, m["local_epochs"], config.seed + 31 * i)
+            keys = jax.random.split(jax.random.PRNGKey(config.seed + i), K)
+            if approach == "pilot" and stage == "stage1":
+                program = prog1
+                payload = {"task_adapter": _take(task_avgs, own_task), "lora": lora}
+                state_in = client_state
+            elif approach == "pilot":
+                program = prog2
+                payload = {
+                    "task_averages": _stack([task_avgs] * K),
+                    "own_task": own_task,
+                    "lora": lora,
+                }
+                if (
+                    "router" not in client_state
+                ):  # entering stage 2: fresh cross adapters and router
+                    client_state = {
+                        "client_adapter": client_state["client_adapter"],
+                        "cross_adapters": stage2_init["cross_adapters"],
+                        "router": stage2_init["router"],
+                    }
+                state_in = client_state
+            else:
+                program = prog_base
+                state_in = client_state
+            uploads, client_state, metrics = P.run_clients(
+                m["backend"], program, payload, state_in, batches, jnp.asarray(active), keys, frozen
+            )
+            uploads = [_take(uploads, k) for k in range(K)]
+            if m["fault_drill_client"] in names and i == 0:
+                bad = names.index(m["fault_drill_client"])
+                uploads[bad] = jax.tree_util.tree_map(
+                    lambda x: jnp.full_like(x, jnp.nan), uploads[bad]
+                )
+            if approach == "pilot":
+                previous = [
+                    {
+                        "task_adapter": _take(payload["task_adapter"], k)
+                        if stage == "stage1"
+                        else _take(task_avgs, int(own_task[k])),
+                        "lora": _take(lora, k),
+                    }
+                    for k in range(K)
+                ]
+            else:
+                previous = [_take(payload, k) for k in range(K)]
+            got = P.collect_updates(names, uploads, previous)
+            for _who, why in got.rejected:
+                logging.warning("round %d (%s): rejected the update of %s", rnd, stage, why)
+            valid = jnp.asarray(got.valid)
+            if approach == "pilot":
+                task_avgs, lora = P.pilot_aggregate(
+                    got.stacked["task_adapter"],
+                    got.stacked["lora"],
+                    own_task,
+                    n,
+                    valid,
+                    T,
+                    M,
+                    task_avgs,
+                )
+                down = tree_bytes(task_avgs) * K + tree_bytes(lora)
+            elif approach in ("fedavg", "fedprox"):
+                glob = P.fedavg(got.stacked, n, valid)
+                payload = _stack([glob] * K)
+                down = tree_bytes(payload)
+            else:  # local: nothing travels; each keeps its own (a rejected one its previous)
+                payload = got.stacked
+                down = 0
+            up = 0 if approach == "local" else tree_bytes(_stack(uploads))
+            loss = np.asarray(metrics["ce"])
+            act = np.asarray(active)
+            rounds_log.append(
+                {
+                    "round": rnd,
+                    "stage": stage,
+                    "seconds": time.perf_counter() - t_round,
+                    "local_steps": int(act.sum()),
+                    "bytes_up": up,
+                    "bytes_down": down,
+                    "rejected": [dict(client=w, reason=r) for w, r in got.rejected],
+                    "mean_train_ce": float((loss * act).sum() / max(act.sum(), 1)),
+                }
+            )
+            logging.info("federated %s round %d %s: %s", approach, rnd, stage, rounds_log[-1])
+            ckpt.save(
+                i + 1,
+                {"task_avgs": task_avgs, "lora": lora, "client_state": client_state}
+                if approach == "pilot"
+                else {"payload": payload, "client_state": client_state},
+                {
+                    "schedule": [list(e) for e in schedule],
+                    "round": rnd,
+                    "stage": stage,
+                    "rounds_log": rounds_log,
+                    "wall_s": wall_before + time.perf_counter() - t0,
+                },
+            )
+    finally:
+        ckpt.close()
 
     # Personalised models of every client, evaluated on its task's test split.
     if approach == "pilot":
@@ -382,8 +482,10 @@ def run_federated(config, workdir: str) -> dict:
         loras = [_take(payload, k)["lora"] for k in range(K)]
         eval_model_cfg = None
     scores = _evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, eval_model_cfg)
-    summary = _summary(approach, tasks, clients, scores, rounds_log, time.perf_counter() - t0, m)
-    return {"summary": summary, "report": write_federated_report(workdir, summary)}
+    wall = wall_before + time.perf_counter() - t0
+    summary = _summary(approach, tasks, clients, scores, rounds_log, wall, m)
+    summary["resumed_after_round"] = start  # schedule entries restored from workdir/rounds
+    return {"summary": summary, "resumed_from": start}
 
 
 def _evaluate_clients(
@@ -416,7 +518,7 @@ def _evaluate_clients(
     return out
 
 
-def _run_centralized(config, workdir, tasks, clients, base_params, m):
+def _run_centralized(config, workdir, tasks, clients, base_params, m, fingerprint):
     total = sum(cl.num_examples for cl in clients)
     steps = max(
         1, math.ceil(m["rounds"] * m["local_epochs"] * total / config.data.global_batch_size)
@@ -442,6 +544,7 @@ def _run_centralized(config, workdir, tasks, clients, base_params, m):
     scores = [float(per_task[cl.task_id]) for cl in clients]
     summary = _summary("centralized", tasks, clients, scores, [], res.wall_s, m)
     summary["train_steps"] = steps
+    summary["config_fingerprint"] = fingerprint
     return {"summary": summary, "report": write_federated_report(workdir, summary)}
 
 
@@ -466,11 +569,9 @@ def _summary(approach, tasks, clients, scores, rounds_log, wall, m) -> dict:
 
 
 def write_federated_report(workdir: str, s: dict) -> str | None:
-    """report.md + summary.json in the workdir (process 0)."""
+    """report.md, then summary.json (atomically: its presence marks the run finished), process 0."""
     if jax.process_index() != 0:
         return None
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(s, f, indent=1)
     lines = [f"# jaxlvlm: federated instruction tuning ({s['approach']})", ""]
     lines += [f"Macro score over tasks: {s['macro']:.2f}", ""]
     lines += _plots.markdown_table(
@@ -511,6 +612,7 @@ def write_federated_report(workdir: str, s: dict) -> str | None:
     path = os.path.join(workdir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), s)
     return path
 
 
