@@ -3,7 +3,9 @@
 Both decode ``--new-tokens`` tokens greedily for the same batch of image + text prompts (no early stop:
 the eos id is set out of vocabulary range on both sides so every row runs to the end, which keeps the
 work equal). Reports new tokens/s (batch * new tokens / wall time, prefill included) and the ratio,
-and checks that both sides produce the same tokens.
+and checks that both sides produce the same tokens. Each side is also timed generating a single
+token (prompt processing alone), which splits its time into prefill and per-step decode
+(``*_prefill_ms``, ``*_decode_step_ms`` = (full - single) / (new tokens - 1)).
 
 python -m tools.bench generation --configs tiny,small [--new-tokens 32] [--prompt-len 96]
 """
@@ -47,9 +49,9 @@ def bench_config(name: str, new_tokens: int, prompt_len: int, iters: int) -> dic
         "num_images": np.ones((b,), np.int32),
     }
 
-    def jax_run():
+    def jax_run(n=new_tokens):
         return np.asarray(
-            jax.block_until_ready(greedy_generate(model, params, batch, new_tokens, no_eos, 0))
+            jax.block_until_ready(greedy_generate(model, params, batch, n, no_eos, 0))
         )
 
     t_in = {
@@ -58,12 +60,12 @@ def bench_config(name: str, new_tokens: int, prompt_len: int, iters: int) -> dic
         "pixel_values": torch.from_numpy(inputs["pixel_values_nchw"]),
     }
 
-    def torch_run():
+    def torch_run(n=new_tokens):
         with torch.no_grad():
             out = torch_model.generate(
                 **t_in,
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
+                max_new_tokens=n,
+                min_new_tokens=n,
                 do_sample=False,
                 eos_token_id=None,
                 pad_token_id=0,
@@ -73,12 +75,17 @@ def bench_config(name: str, new_tokens: int, prompt_len: int, iters: int) -> dic
     jax_tokens = jax_run()
     torch_tokens = torch_run()
     same = float(np.mean(jax_tokens == torch_tokens))
-    jt, tt = [], []
+    jt, tt, jp, tp = [], [], [], []
+    reps = max(1, iters // 2)
     for _ in range(2):
-        jt.append(time_fn(jax_run, warmup=1, iters=max(1, iters // 2))["median_s"])
-        tt.append(time_fn(torch_run, warmup=1, iters=max(1, iters // 2))["median_s"])
+        jt.append(time_fn(jax_run, warmup=1, iters=reps)["median_s"])
+        tt.append(time_fn(torch_run, warmup=1, iters=reps)["median_s"])
+        jp.append(time_fn(lambda: jax_run(1), warmup=1, iters=reps)["median_s"])
+        tp.append(time_fn(lambda: torch_run(1), warmup=1, iters=reps)["median_s"])
     jax_s, torch_s = float(np.median(jt)), float(np.median(tt))
+    jax_p, torch_p = float(np.median(jp)), float(np.median(tp))
     n = b * new_tokens
+    steps = max(new_tokens - 1, 1)
     return {
         "config": name,
         "batch": b,
@@ -88,6 +95,10 @@ def bench_config(name: str, new_tokens: int, prompt_len: int, iters: int) -> dic
         "torch_tok_s": n / torch_s,
         "speedup": torch_s / jax_s,
         "same_tokens_frac": same,
+        "jax_prefill_ms": jax_p * 1e3,
+        "torch_prefill_ms": torch_p * 1e3,
+        "jax_decode_step_ms": (jax_s - jax_p) / steps * 1e3,
+        "torch_decode_step_ms": (torch_s - torch_p) / steps * 1e3,
     }
 
 
@@ -114,6 +125,10 @@ def main(argv=None) -> dict:
             "torch_tok_s",
             "speedup",
             "same_tokens_frac",
+            "jax_prefill_ms",
+            "torch_prefill_ms",
+            "jax_decode_step_ms",
+            "torch_decode_step_ms",
         ],
     )
     payload = {"rows": rows, "argv": argv}

@@ -5,7 +5,12 @@ saved as safetensors and loaded by jaxlvlm's ``load_pretrained``), the same batc
 global-norm clipping. Reports tokens/s of each, their ratio, and jaxlvlm's model FLOPs utilisation
 against this machine's measured fp32 matmul peak (measured in the same run).
 
-python -m tools.bench train_step --configs tiny,small,medium [--iters 5] [--out bench_results/train_step.json]
+python -m tools.bench train_step --configs tiny,small,medium [--iters 5] [--loss-chunk 64]
+    [--out bench_results/train_step.json]
+
+--loss-chunk N > 0 adds a third side, jaxlvlm with config.train.loss_chunk=N (chunked LM head +
+cross-entropy), timed interleaved with the other two and reported as jax_chunk_* columns, with the
+XLA peak memory of both jaxlvlm steps (compiled.memory_analysis(), exact, unaffected by load).
 """
 
 from __future__ import annotations
@@ -44,8 +49,11 @@ def jax_batch(inputs: dict) -> dict:
     }
 
 
-def jax_train_step(model_dir: str, batch: dict, runtime_overrides: dict | None = None):
-    """Returns (run_one_step, lvlm_config, compile_seconds) for jaxlvlm's jitted train step."""
+def jax_train_step(
+    model_dir: str, batch: dict, runtime_overrides: dict | None = None, loss_chunk: int = 0
+):
+    """Returns (run_one_step, lvlm_config, compile_seconds, first_loss, peak_memory_bytes) for
+    jaxlvlm's jitted train step (config.train.loss_chunk = loss_chunk)."""
     import time
 
     import jax
@@ -66,6 +74,7 @@ def jax_train_step(model_dir: str, batch: dict, runtime_overrides: dict | None =
     config.optim.warmup_steps = 0
     config.optim.weight_decay = 0.0
     config.optim.max_grad_norm = MAX_GRAD_NORM
+    config.train.loss_chunk = loss_chunk
     mesh = make_mesh((1, 1, 1), jax.devices()[:1])
     setup = plan_train_state(model, cfg, config, mesh, DEFAULT_RULES)
     holder = {"state": setup.create(params)}
@@ -79,7 +88,41 @@ def jax_train_step(model_dir: str, batch: dict, runtime_overrides: dict | None =
     t0 = time.perf_counter()
     first_loss = float(run())
     compile_s = time.perf_counter() - t0
-    return run, cfg, compile_s, first_loss
+    return run, cfg, compile_s, first_loss, step_peak_memory(model, setup, config, dev_batch)
+
+
+def step_peak_memory(model, setup, config, dev_batch) -> int:
+    """XLA's own account of the compiled step (arguments + outputs + temporaries - aliases), bytes;
+    the same step function as jit_train_step builds, lowered on abstract state (no memory used)."""
+    import jax
+
+    from jaxlvlm.train.chunked_loss import chunked_step_kwargs
+    from jaxlvlm.train.optimizer import frozen_mask
+    from jaxlvlm.train.setup import make_forward
+    from jaxlvlm.train.step import make_train_step
+
+    chunked = chunked_step_kwargs(model, config, None, None)
+    step = make_train_step(
+        make_forward(model, config.lora.alpha, compute_logits=not chunked),
+        setup.tx,
+        frozen_mask(setup.labels),
+        num_tasks=1,
+        **chunked,
+    )
+    mem = (
+        jax.jit(step, donate_argnums=(0,))
+        .lower(setup.abstract, dev_batch)
+        .compile()
+        .memory_analysis()
+    )
+    if mem is None:
+        return 0
+    return (
+        mem.argument_size_in_bytes
+        + mem.output_size_in_bytes
+        + mem.temp_size_in_bytes
+        - mem.alias_size_in_bytes
+    )
 
 
 def torch_train_step(model, inputs: dict):
@@ -106,7 +149,7 @@ def torch_train_step(model, inputs: dict):
     return run, first_loss
 
 
-def bench_config(name: str, iters: int, peak_flops: float) -> dict:
+def bench_config(name: str, iters: int, peak_flops: float, loss_chunk: int = 0) -> dict:
     from jaxlvlm.train.flops import train_step_flops
 
     cfg_dict = BENCH_CONFIGS[name]
@@ -115,17 +158,38 @@ def bench_config(name: str, iters: int, peak_flops: float) -> dict:
     inputs = make_inputs(cfg_dict)
     batch = jax_batch(inputs)
     tokens = int(np.prod(batch["input_ids"].shape))
+    chunk_run = None
     with tempfile.TemporaryDirectory() as d:
         save_torch_llava(torch_model, d)
-        jax_run, lvlm_cfg, compile_s, jax_loss0 = jax_train_step(d, batch)
+        jax_run, lvlm_cfg, compile_s, jax_loss0, jax_mem = jax_train_step(d, batch)
+        if loss_chunk > 0:
+            chunk_run, _, chunk_compile_s, chunk_loss0, chunk_mem = jax_train_step(
+                d, batch, loss_chunk=loss_chunk
+            )
     torch_run, torch_loss0 = torch_train_step(torch_model, inputs)
-    # Interleave the two sides so machine noise hits both alike.
-    jt, tt = [], []
+    # Interleave the sides so machine noise hits all alike.
+    jt, tt, ct = [], [], []
     for _ in range(2):
         jt.append(time_fn(jax_run, warmup=1, iters=max(1, iters // 2))["median_s"])
         tt.append(time_fn(torch_run, warmup=1, iters=max(1, iters // 2))["median_s"])
+        if chunk_run is not None:
+            ct.append(time_fn(chunk_run, warmup=1, iters=max(1, iters // 2))["median_s"])
     jax_s, torch_s = float(np.median(jt)), float(np.median(tt))
     flops = train_step_flops(lvlm_cfg, batch["input_ids"].shape[0], batch["input_ids"].shape[1], 1)
+    extra = {}
+    if chunk_run is not None:
+        chunk_s = float(np.median(ct))
+        extra = {
+            "loss_chunk": loss_chunk,
+            "jax_chunk_step_s": chunk_s,
+            "jax_chunk_tok_s": tokens / chunk_s,
+            "chunk_speedup": torch_s / chunk_s,
+            "chunk_vs_plain": jax_s / chunk_s,
+            "jax_chunk_mfu": flops / chunk_s / peak_flops,
+            "jax_chunk_compile_s": chunk_compile_s,
+            "first_loss_jax_chunk": chunk_loss0,
+            "jax_chunk_peak_mem_MiB": chunk_mem / 2**20,
+        }
     return {
         "config": name,
         "params_M": n_params / 1e6,
@@ -142,6 +206,8 @@ def bench_config(name: str, iters: int, peak_flops: float) -> dict:
         "jax_compile_s": compile_s,
         "first_loss_jax": jax_loss0,
         "first_loss_torch": torch_loss0,
+        "jax_peak_mem_MiB": jax_mem / 2**20,
+        **extra,
     }
 
 
@@ -149,6 +215,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--configs", default="tiny,small,medium")
     p.add_argument("--iters", type=int, default=6)
+    p.add_argument("--loss-chunk", type=int, default=0)
     p.add_argument("--out", default="bench_results/train_step.json")
     args = p.parse_args(argv)
     import torch
@@ -157,7 +224,7 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     peak = measure_matmul_peak(2048, "float32")
-    rows = [bench_config(n, args.iters, peak) for n in args.configs.split(",")]
+    rows = [bench_config(n, args.iters, peak, args.loss_chunk) for n in args.configs.split(",")]
     print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
     print_table(
         rows,
@@ -174,7 +241,20 @@ def main(argv=None) -> dict:
             "jax_compile_s",
             "first_loss_jax",
             "first_loss_torch",
-        ],
+            "jax_peak_mem_MiB",
+        ]
+        + (
+            [
+                "jax_chunk_tok_s",
+                "chunk_speedup",
+                "chunk_vs_plain",
+                "jax_chunk_mfu",
+                "first_loss_jax_chunk",
+                "jax_chunk_peak_mem_MiB",
+            ]
+            if args.loss_chunk > 0
+            else []
+        ),
     )
     payload = {"peak_fp32_flops": peak, "rows": rows, "argv": argv}
     write_json(args.out, payload)
