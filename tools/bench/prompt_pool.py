@@ -12,7 +12,8 @@ contextual part batch-shared) and in the all-entries reference form (``pool_lowr
 every example pays for all N + T*K entries: the form before issue 6's fix). The variants are timed
 interleaved (one call of each per round, the order rotating), so load from other processes on the
 machine hits all of them alike; overhead = median / LoRA's median - 1 (overhead_min: the same with
-the fastest call of each). flops_overhead is XLA's flop count of the compiled step against LoRA's: no
+the fastest call of each; overhead_paired: median over rounds of the ratio to LoRA's call in the
+same round). flops_overhead is XLA's flop count of the compiled step against LoRA's: no
 timing noise, but blind to memory traffic. ``selection`` times the instruction embedding + top-M
 selection alone (a share of the LoRA step).
 """
@@ -135,6 +136,7 @@ def time_interleaved(
             "min_s": min(t),
             "mean_s": statistics.fmean(t),
             "iters": iters,
+            "times_s": t,
         }
         for n, t in times.items()
     }
@@ -224,6 +226,7 @@ def run(name: str, tasks: int, iters: int, warmup: int = 2) -> list[dict]:
     times = time_interleaved(calls, warmup=warmup, iters=iters)
     base = times["lora r8 o_proj"]["median_s"]
     base_min = times["lora r8 o_proj"]["min_s"]
+    base_rounds = times["lora r8 o_proj"]["times_s"]
     return [
         {
             "variant": n,
@@ -231,6 +234,11 @@ def run(name: str, tasks: int, iters: int, warmup: int = 2) -> list[dict]:
             **t,
             "overhead": t["median_s"] / base - 1.0,
             "overhead_min": t["min_s"] / base_min - 1.0,
+            # per round against LoRA's call of the same round (seconds apart): robust to load drift
+            "overhead_paired": statistics.median(
+                v / w for v, w in zip(t["times_s"], base_rounds, strict=True)
+            )
+            - 1.0,
             "flops_overhead": info[n]["flops"] / lflops - 1.0,
         }
         for n, t in times.items()
@@ -248,7 +256,16 @@ def main(argv: list[str]) -> None:
     rows = run(a.config, a.tasks, a.iters, a.warmup)
     print_table(
         rows,
-        ["variant", "entries", "median_s", "min_s", "overhead", "overhead_min", "flops_overhead"],
+        [
+            "variant",
+            "entries",
+            "median_s",
+            "min_s",
+            "overhead",
+            "overhead_paired",
+            "overhead_min",
+            "flops_overhead",
+        ],
     )
     if a.out:
         write_json(
