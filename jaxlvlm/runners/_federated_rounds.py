@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 ROUNDS_DIR = "rounds"
@@ -160,8 +161,8 @@ class RoundCheckpoints:
         return meta
 
     def restore(self, rounds_done: int, template: PyTree) -> PyTree:
-        """The state saved at ``rounds_done``, shaped and placed like ``template`` (arrays or
-        ShapeDtypeStructs with shardings)."""
+        """The state saved at ``rounds_done``, shaped like ``template`` (arrays or
+        ShapeDtypeStructs), as uncommitted arrays on the default device (like freshly built ones)."""
         abstract = abstract_of(template) if template is not None else None
         try:
             got = self.manager.restore(
@@ -173,7 +174,9 @@ class RoundCheckpoints:
                 f"{self.directory}/{rounds_done}: the saved round state does not match this "
                 f"run's server/client state ({e}); use a new --workdir"
             ) from e
-        return _refill(abstract, got)
+        # orbax returns arrays committed to their device; the runner's own state is uncommitted
+        # (jit places it next to the sharded frozen backbone), so hand back uncommitted copies.
+        return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), _refill(abstract, got))
 
     def close(self) -> None:
         self.manager.wait_until_finished()

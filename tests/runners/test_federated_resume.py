@@ -55,6 +55,7 @@ def test_round_checkpoint_keeps_empty_client_states_and_zero_size_leaves(tmp_pat
     assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(state)
     np.testing.assert_array_equal(got["payload"]["w"], 3 * np.arange(6.0).reshape(2, 3))
     assert got["payload"]["b"].dtype == jnp.int32
+    assert not got["payload"]["w"].committed  # jit may place it next to the sharded backbone
     assert got["client_state"] == {} and got["centroids"].shape == (0, 4)
 
 
@@ -106,17 +107,19 @@ class Interrupted(RuntimeError):
     pass
 
 
+_CLIENT_BATCHES = F.client_batches  # the real one, before any test patches it
+
+
 def _count_rounds(monkeypatch, config, stop_after=None):
     """Patches client_batches (called once per round) to record the round index it is called for
     and to raise Interrupted once ``stop_after`` rounds ran in this process."""
     calls = []
-    real = F.client_batches
 
     def wrapped(run, clients, epochs, seed):
         if stop_after is not None and len(calls) == stop_after:
             raise Interrupted(f"killed after {stop_after} rounds")
         calls.append((seed - config.seed) // 31)
-        return real(run, clients, epochs, seed)
+        return _CLIENT_BATCHES(run, clients, epochs, seed)
 
     monkeypatch.setattr(F, "client_batches", wrapped)
     return calls
