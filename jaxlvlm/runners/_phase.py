@@ -26,7 +26,6 @@ from flax import linen as nn
 from jaxlvlm.train import setup as S
 from jaxlvlm.train import trainer as TR
 from jaxlvlm.train.checkpoint import Checkpointer
-from jaxlvlm.train.loop import train_loop
 from jaxlvlm.train.metrics import MetricsWriter
 from jaxlvlm.train.state import TrainState
 
@@ -167,18 +166,7 @@ def run_phase(
     step_fn = _wrap_step(base_step, setup, run, before_step, after_step)
     writer = MetricsWriter(workdir)
     try:
-        state, _ = train_loop(
-            state,
-            step_fn,
-            data_iter,
-            config=config,
-            checkpointer=checkpointer,
-            writer=writer,
-            task_names=run.task_names,
-            step_flops=TR.step_flops(run),
-            evaluate_fn=None,
-            config_dict=TR.config_json(config),
-        )
+        state, bad_samples = TR.train_to_end(run, state, step_fn, data_iter, checkpointer, writer)
         if finalize is not None:
             state = finalize(state)
         scores = None
@@ -198,6 +186,8 @@ def run_phase(
         "wall_s": wall_s,
         "steps": int(config.train.steps),
         "resumed_from": resumed_from,
+        # Samples skipped by the bad-sample policy in this phase, per reason (counted, never silent).
+        "bad_samples": bad_samples,
         **(extra or {}),
     }
     _write_phase(workdir, info)

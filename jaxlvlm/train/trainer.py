@@ -245,6 +245,40 @@ def _abstract(run: Run):
     return jax.eval_shape(lambda r: run.model.init(r, **inputs), jax.random.PRNGKey(0))["params"]
 
 
+def train_to_end(
+    run: Run,
+    state: TrainState,
+    step_fn: Callable,
+    data_iter: Any,
+    checkpointer: Checkpointer,
+    writer: MetricsWriter,
+    evaluate_fn: Callable | None = None,
+) -> tuple[TrainState, dict | None]:
+    """The train loop of a run (or a runner's phase) to run.config.train.steps, from ``state``.
+
+    Every trainer entry point goes through here so checkpointing, metrics, FLOPs and the bad-sample
+    report are the same everywhere. Returns (final state, the data iterator's bad-sample summary or
+    None); skipped samples are logged as a warning with their per-reason counts.
+    """
+    config = run.config
+    state, _ = train_loop(
+        state,
+        step_fn,
+        data_iter,
+        config=config,
+        checkpointer=checkpointer,
+        writer=writer,
+        task_names=run.task_names,
+        step_flops=step_flops(run),
+        evaluate_fn=evaluate_fn,
+        config_dict=config_json(config),
+    )
+    summary = getattr(data_iter, "bad_sample_summary", lambda: None)()
+    if summary and summary.get("skipped_total"):
+        logging.warning("bad samples skipped in %s: %s", checkpointer.directory, summary)
+    return state, summary
+
+
 def run_training(
     config,
     workdir: str,
@@ -282,21 +316,15 @@ def run_training(
     evaluate_fn = make_evaluator(run)
     writer = MetricsWriter(workdir)
     try:
-        state, _ = train_loop(
+        state, _ = train_to_end(
+            run,
             state,
             step_fn,
             data_iter,
-            config=config,
-            checkpointer=checkpointer,
-            writer=writer,
-            task_names=run.task_names,
-            step_flops=step_flops(run),
+            checkpointer,
+            writer,
             evaluate_fn=(lambda s: evaluate_fn(s).scores) if evaluate_fn else None,
-            config_dict=config_json(config),
         )
-        summary = getattr(data_iter, "bad_sample_summary", lambda: None)()
-        if summary and summary.get("skipped_total"):
-            logging.warning("bad samples skipped: %s", summary)
         result = evaluate_fn(state) if evaluate_fn else None
         if result is not None:
             writer.write(int(jax.device_get(state.step)), result.scores, kind="eval")

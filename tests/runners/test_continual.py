@@ -92,11 +92,11 @@ def test_stream_resumes_mid_task_exactly_and_keeps_the_base_frozen(tmp_path, mon
     a = np.asarray(s["matrix"])
     assert a.shape == (2, 2) and np.all(np.isfinite(a))
 
-    real = _phase.train_loop
-    monkeypatch.setattr(_phase, "train_loop", _interrupting_loop(real, "task_1_digits-noisy", 1))
+    real = _phase.TR.train_loop
+    monkeypatch.setattr(_phase.TR, "train_loop", _interrupting_loop(real, "task_1_digits-noisy", 1))
     with pytest.raises(_Interrupted):
         continual.run_continual(c, str(tmp_path / "b"))
-    monkeypatch.setattr(_phase, "train_loop", real)
+    monkeypatch.setattr(_phase.TR, "train_loop", real)
     assert os.path.exists(tmp_path / "b" / "task_0_digits" / "phase.json")
     assert not os.path.exists(tmp_path / "b" / "task_1_digits-noisy" / "phase.json")
     resumed, states_b = _run_capturing(c, str(tmp_path / "b"), monkeypatch)
