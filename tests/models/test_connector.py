@@ -83,3 +83,23 @@ def test_connector_needs_the_contract_fields():
 
             def __call__(self, x):
                 return x
+
+
+def test_method_connectors_load_without_importing_the_method_first():
+    """A config naming Pilot's connector builds in a fresh interpreter that never imported
+    jaxlvlm.methods (e.g. an eval job reading a saved Pilot model)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from jaxlvlm.models.connector import make_connector\n"
+        "assert 'jaxlvlm.methods.pilot' not in sys.modules\n"
+        "m = make_connector('pilot_stage1', 8, 16)\n"
+        "print(type(m).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip(), out.stderr
