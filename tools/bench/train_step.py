@@ -11,6 +11,9 @@ python -m tools.bench train_step --configs tiny,small,medium [--iters 5] [--loss
 --loss-chunk N > 0 adds a third side, jaxlvlm with config.train.loss_chunk=N (chunked LM head +
 cross-entropy), timed interleaved with the other two and reported as jax_chunk_* columns, with the
 XLA peak memory of both jaxlvlm steps (compiled.memory_analysis(), exact, unaffected by load).
+--bf16 adds a side with RuntimeConfig.compute_dtype='bfloat16' (fp32 master weights and optimizer
+state, bf16 matmuls with fp32 accumulation, fp32 logits), reported as jax_bf16_* columns; its MFU
+is against the same fp32 peak (the bf16 matmul peak here is about 1.8x that).
 """
 
 from __future__ import annotations
@@ -149,7 +152,9 @@ def torch_train_step(model, inputs: dict):
     return run, first_loss
 
 
-def bench_config(name: str, iters: int, peak_flops: float, loss_chunk: int = 0) -> dict:
+def bench_config(
+    name: str, iters: int, peak_flops: float, loss_chunk: int = 0, bf16: bool = False
+) -> dict:
     from jaxlvlm.train.flops import train_step_flops
 
     cfg_dict = BENCH_CONFIGS[name]
@@ -166,14 +171,21 @@ def bench_config(name: str, iters: int, peak_flops: float, loss_chunk: int = 0) 
             chunk_run, _, chunk_compile_s, chunk_loss0, chunk_mem = jax_train_step(
                 d, batch, loss_chunk=loss_chunk
             )
+        bf16_run = None
+        if bf16:
+            bf16_run, _, _, bf16_loss0, bf16_mem = jax_train_step(
+                d, batch, {"compute_dtype": "bfloat16"}
+            )
     torch_run, torch_loss0 = torch_train_step(torch_model, inputs)
     # Interleave the sides so machine noise hits all alike.
-    jt, tt, ct = [], [], []
+    jt, tt, ct, bt = [], [], [], []
     for _ in range(2):
         jt.append(time_fn(jax_run, warmup=1, iters=max(1, iters // 2))["median_s"])
         tt.append(time_fn(torch_run, warmup=1, iters=max(1, iters // 2))["median_s"])
         if chunk_run is not None:
             ct.append(time_fn(chunk_run, warmup=1, iters=max(1, iters // 2))["median_s"])
+        if bf16_run is not None:
+            bt.append(time_fn(bf16_run, warmup=1, iters=max(1, iters // 2))["median_s"])
     jax_s, torch_s = float(np.median(jt)), float(np.median(tt))
     flops = train_step_flops(lvlm_cfg, batch["input_ids"].shape[0], batch["input_ids"].shape[1], 1)
     extra = {}
@@ -190,6 +202,19 @@ def bench_config(name: str, iters: int, peak_flops: float, loss_chunk: int = 0) 
             "first_loss_jax_chunk": chunk_loss0,
             "jax_chunk_peak_mem_MiB": chunk_mem / 2**20,
         }
+    if bf16_run is not None:
+        bf16_s = float(np.median(bt))
+        extra.update(
+            {
+                "jax_bf16_step_s": bf16_s,
+                "jax_bf16_tok_s": tokens / bf16_s,
+                "bf16_speedup": torch_s / bf16_s,
+                "bf16_vs_plain": jax_s / bf16_s,
+                "jax_bf16_mfu_vs_fp32_peak": flops / bf16_s / peak_flops,
+                "first_loss_jax_bf16": bf16_loss0,
+                "jax_bf16_peak_mem_MiB": bf16_mem / 2**20,
+            }
+        )
     return {
         "config": name,
         "params_M": n_params / 1e6,
@@ -216,6 +241,7 @@ def main(argv=None) -> dict:
     p.add_argument("--configs", default="tiny,small,medium")
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--loss-chunk", type=int, default=0)
+    p.add_argument("--bf16", action="store_true")
     p.add_argument("--out", default="bench_results/train_step.json")
     args = p.parse_args(argv)
     import torch
@@ -224,7 +250,10 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     peak = measure_matmul_peak(2048, "float32")
-    rows = [bench_config(n, args.iters, peak, args.loss_chunk) for n in args.configs.split(",")]
+    rows = [
+        bench_config(n, args.iters, peak, args.loss_chunk, args.bf16)
+        for n in args.configs.split(",")
+    ]
     print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
     print_table(
         rows,
@@ -253,6 +282,17 @@ def main(argv=None) -> dict:
                 "jax_chunk_peak_mem_MiB",
             ]
             if args.loss_chunk > 0
+            else []
+        )
+        + (
+            [
+                "jax_bf16_tok_s",
+                "bf16_speedup",
+                "bf16_vs_plain",
+                "first_loss_jax_bf16",
+                "jax_bf16_peak_mem_MiB",
+            ]
+            if args.bf16
             else []
         ),
     )
