@@ -131,3 +131,27 @@ def test_frozen_head_gets_no_gradient_and_hidden_grad_unchanged():
 def test_bad_chunk_is_refused():
     with pytest.raises(ValueError, match="chunk"):
         make_chunked_head(build_model(_lvlm(True)), 0)
+
+
+def test_text_only_model_chunked_equals_plain():
+    """CausalLM (parameters at the root, no 'llm' subtree), tied embeddings, chunk longer than L."""
+    model = build_model(TextConfig(**TEXT))
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, TEXT["vocab_size"], size=(2, 7)).astype(np.int32)
+    targets, w = np.roll(ids, -1, axis=1), rng.random(ids.shape).astype(np.float32)
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(3), ids))["params"]
+    head = make_chunked_head(model, 16)
+
+    def plain(p):
+        return jnp.sum(w * token_nll(model.apply({"params": p}, ids), targets))
+
+    def chunked(p):
+        hidden = model.apply({"params": p}, ids, compute_logits=False)
+        return chunked_weighted_nll(head, p, hidden, targets, w)[0]
+
+    v_p, g_p = jax.jit(jax.value_and_grad(plain))(params)
+    v_c, g_c = jax.jit(jax.value_and_grad(chunked))(params)
+    np.testing.assert_allclose(v_c, v_p, rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(g_c), jax.tree_util.tree_leaves(g_p), strict=True):
+        scale = max(float(jnp.max(jnp.abs(b))), 1.0)
+        np.testing.assert_allclose(a / scale, b / scale, atol=1e-5)
