@@ -18,7 +18,7 @@ from flax import linen as nn
 from jaxlvlm.models.config import RuntimeConfig, TextConfig
 from jaxlvlm.models.decoder_layer import DecoderLayer, remat_policy
 from jaxlvlm.models.embedding import Embed
-from jaxlvlm.models.kv_cache import KVCache, append_token, cache_from_prefill, decode_key_mask
+from jaxlvlm.models.kv_cache import KVCache, cache_from_prefill, decode_key_mask
 from jaxlvlm.models.lowrank import LowRankFactors, split_layers, validate_lowrank
 from jaxlvlm.models.norms import RMSNorm
 from jaxlvlm.models.projection import Projection
@@ -96,13 +96,22 @@ class Decoder(nn.Module):
         return rope_sin_cos(positions, inv_freq)
 
     def _layers(self, x, sin, cos, key_mask, lowrank, cache_kv, cache_index, mode):
-        """Runs every layer; returns (x, kv) with kv stacked over layers (None in 'train' mode)."""
+        """Runs every layer; returns (x, kv) with kv = (k, v) as tuples of per-layer arrays (None in
+        'train' mode). cache_kv (decode) is the KVCache's (k, v) tuples."""
         validate_lowrank(self.config, lowrank, x.shape[0])
         per_layer, coeffs = split_layers(lowrank)
         if self.runtime.scan_layers:
-            return self.layers(
+            # nn.scan slices a stacked [num_layers, ...] axis: the per-layer cache buffers are stacked
+            # for it and split again after (two extra cache copies per step, scan mode only).
+            if cache_kv is not None:
+                cache_kv = tuple(jnp.stack(t) for t in cache_kv)
+            x, kv = self.layers(
                 x, sin, cos, key_mask, per_layer, coeffs, cache_kv, cache_index, mode
             )
+            if kv is None:
+                return x, None
+            n = self.config.num_layers
+            return x, tuple(tuple(t[i] for i in range(n)) for t in kv)
         kvs = []
         for i, layer in enumerate(self.layers):
             take_i = lambda t, i=i: t[i]
@@ -113,14 +122,14 @@ class Decoder(nn.Module):
                 key_mask,
                 jax.tree_util.tree_map(take_i, per_layer),
                 coeffs,
-                jax.tree_util.tree_map(take_i, cache_kv),
+                None if cache_kv is None else (cache_kv[0][i], cache_kv[1][i]),
                 cache_index,
                 mode,
             )
             kvs.append(kv)
         if mode == "train":
             return x, None
-        return x, jax.tree_util.tree_map(lambda *ts: jnp.stack(ts), *kvs)
+        return x, (tuple(k for k, _ in kvs), tuple(v for _, v in kvs))
 
     def _ensure_embedding(self):
         # The embed-level entry points never touch the table when embeddings are untied; create it at
@@ -202,11 +211,11 @@ class Decoder(nn.Module):
         x = inputs_embeds.astype(jnp.dtype(self.runtime.compute_dtype))[:, None, :]
         sin, cos = self._rope(cache.length[:, None])
         key_mask = decode_key_mask(cache.length, cache.max_length)
-        x, (k_new, v_new) = self._layers(
+        x, (k, v) = self._layers(
             x, sin, cos, key_mask, lowrank, (cache.k, cache.v), cache.length, "decode"
         )
         logits = self.logits(self.norm(x))[:, 0]
-        return logits, append_token(cache, k_new, v_new)
+        return logits, KVCache(k=k, v=v, length=cache.length + 1)
 
 
 def _reject_images(pixel_values, num_images) -> None:

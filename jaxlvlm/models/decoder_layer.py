@@ -32,7 +32,7 @@ class DecoderLayer(nn.Module):
 
     Arguments after x: sin, cos [B, L, D/2]; key_mask [B, L] (train/prefill) or [B, T] (decode);
     lowrank_ab {target: (a [N, d_in, R], b [N, R, d_out])} for this layer; lowrank_coeff {target: coeff};
-    cache_kv (k, v) [B, T, K, D] for this layer (decode) or None; cache_index [B] or None; mode.
+    cache_kv (k, v) [B, K, T, D] for this layer (decode) or None; cache_index [B] or None; mode.
     """
 
     config: TextConfig

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlvlm.models.attention import attend, fused_attention
+from jaxlvlm.models.attention import attend, attend_cached, fused_attention
 
 
 def _reference(q, k, v, key_mask, causal):
@@ -56,6 +56,36 @@ def test_single_query_against_a_cache_matches_reference():
         jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), jnp.asarray(key_mask), causal=False
     )
     np.testing.assert_allclose(np.asarray(ours), _reference(q, k, v, key_mask, False), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "lq,heads,kv_heads",
+    [(1, 4, 4), (1, 4, 2), (1, 6, 1), (3, 4, 2)],
+    ids=["mha", "gqa", "mqa", "3q"],
+)
+def test_head_major_cache_attention_matches_reference(lq, heads, kv_heads):
+    """attend_cached reads the cache as [B, K, T, D]; same result as the reference on [B, T, K, D]."""
+    q, k, v = _qkv(lq, 10, heads, kv_heads)
+    key_mask = np.arange(10)[None] <= np.array([[3], [9]])
+    ours = attend_cached(
+        jnp.asarray(q),
+        jnp.asarray(k.transpose(0, 2, 1, 3)),
+        jnp.asarray(v.transpose(0, 2, 1, 3)),
+        jnp.asarray(key_mask),
+    )
+    assert ours.shape == q.shape
+    np.testing.assert_allclose(np.asarray(ours), _reference(q, k, v, key_mask, False), atol=1e-5)
+
+
+def test_head_major_cache_attention_rejects_ungrouped_heads():
+    q, k, v = _qkv(1, 4, 3, 2)
+    with pytest.raises(ValueError, match="multiple of kv heads"):
+        attend_cached(
+            jnp.asarray(q),
+            jnp.asarray(k.transpose(0, 2, 1, 3)),
+            jnp.asarray(v.transpose(0, 2, 1, 3)),
+            jnp.ones((2, 4), bool),
+        )
 
 
 def test_fully_masked_rows_stay_finite():

@@ -67,7 +67,9 @@ def test_prefill_then_decode_equals_full_forward(name, scan, hooks):
     prefill_logits, cache = apply(
         params, prompt_ids, prompt_mask, method="prefill", max_length=total
     )
-    assert cache.k.shape == (cfg.num_layers, batch, total, cfg.num_kv_heads, cfg.resolved_head_dim)
+    assert len(cache.k) == len(cache.v) == cfg.num_layers
+    for buf in cache.k + cache.v:
+        assert buf.shape == (batch, cfg.num_kv_heads, total, cfg.resolved_head_dim)
     np.testing.assert_array_equal(np.asarray(cache.length), PROMPT_LENGTHS)
     for b, n in enumerate(PROMPT_LENGTHS):
         np.testing.assert_allclose(
