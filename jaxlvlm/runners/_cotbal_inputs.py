@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from jaxlvlm.methods import cotbal
+from jaxlvlm.runners._phase import write_json_atomic
 
 _RAW = ("V", "v0")
 _REDUCED = ("c_out", "c_in")
@@ -184,7 +185,4 @@ def write_cotbal_inputs(
     }
     if any(not math.isfinite(x) for row in doc["V"] for x in row):
         raise ValueError(f"refusing to write non-finite probe scores to {path}")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)

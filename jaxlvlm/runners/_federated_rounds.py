@@ -196,11 +196,3 @@ def read_summary(workdir: str, fingerprint: dict) -> dict | None:
     else:
         check_fingerprint(path, stored, fingerprint)
     return summary
-
-
-def write_json_atomic(path: str, value: Any) -> None:
-    """Writes JSON to ``path`` through a temporary file, so a reader never sees half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)

@@ -63,14 +63,18 @@ def read_phase(workdir: str) -> dict | None:
         return json.load(f)
 
 
+def write_json_atomic(path: str, value: Any) -> None:
+    """Writes JSON to ``path`` through a temporary file, so a reader never sees half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
+
+
 def _write_phase(workdir: str, info: dict) -> None:
     if jax.process_index() != 0:
         return
-    path = os.path.join(workdir, PHASE_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(os.path.join(workdir, PHASE_FILE), info)
 
 
 def run_phase(

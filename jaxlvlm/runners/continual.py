@@ -77,8 +77,7 @@ def method_settings(config) -> dict[str, Any]:
     m = {**METHOD_DEFAULTS, **given}
     if m["approach"] not in APPROACHES:
         raise ValueError(f"config.method.approach={m['approach']!r}: choose one of {APPROACHES}")
-    if m["base_lr"] < 0:
-        raise ValueError(f"config.method.base_lr={m['base_lr']}: use > 0, or 0 for optim.lr")
+    check_base_lr(m)
     if m["embedding"] not in ("minilm", "token_mean"):
         raise ValueError(
             f"config.method.embedding={m['embedding']!r}: use 'minilm' or 'token_mean'"
@@ -370,6 +369,12 @@ def _minilm():
     return load_instruction_encoder()
 
 
+def check_base_lr(m: dict) -> None:
+    """method.base_lr (read by _base_params, shared by the continual, lifelong and federated runners)."""
+    if m["base_lr"] < 0:
+        raise ValueError(f"config.method.base_lr={m['base_lr']}: use > 0, or 0 for optim.lr")
+
+
 def _base_params(config, workdir, stream, m):
     """The shared starting model: trained on method.base_sources for base_steps when > 0, else
     config.init_from's parameters or the model's own init (config.seed)."""
@@ -393,7 +398,7 @@ def _base_params(config, workdir, stream, m):
             dict.fromkeys([*stream, *(dict(s)["task"] for s in m["base_sources"])])
         )
         c.data.eval_sources = ()
-        if m.get("base_lr", 0.0) > 0:  # the lifelong runner shares this function
+        if m["base_lr"] > 0:
             c.optim.lr = float(m["base_lr"])
     res = run_phase(c, os.path.join(workdir, "base"), evaluate=False)
     return res.state.params

@@ -44,10 +44,9 @@ from jaxlvlm.runners._federated_rounds import (
     RoundCheckpoints,
     read_summary,
     run_fingerprint,
-    write_json_atomic,
 )
-from jaxlvlm.runners._phase import run_phase, scores_vector
-from jaxlvlm.runners.continual import _base_params, _phase_config, _specs_of
+from jaxlvlm.runners._phase import run_phase, scores_vector, write_json_atomic
+from jaxlvlm.runners.continual import _base_params, _phase_config, _specs_of, check_base_lr
 from jaxlvlm.runners.registry import register_runner
 
 APPROACHES = ("pilot", "fedavg", "fedprox", "local", "centralized")
@@ -90,8 +89,7 @@ def method_settings(config) -> dict[str, Any]:
         raise ValueError(f"config.method.approach={m['approach']!r}: choose one of {APPROACHES}")
     if m["backend"] not in P.client.BACKENDS:
         raise ValueError(f"config.method.backend={m['backend']!r}: choose 'vmap' or 'loop'")
-    if m["base_lr"] < 0:
-        raise ValueError(f"config.method.base_lr={m['base_lr']}: use > 0, or 0 for optim.lr")
+    check_base_lr(m)
     if m["partition"] not in ("iid", "dirichlet"):
         raise ValueError(f"config.method.partition={m['partition']!r}: choose 'iid' or 'dirichlet'")
     return m

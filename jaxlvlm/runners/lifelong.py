@@ -35,7 +35,13 @@ from jaxlvlm.methods import adapt_inf as ai
 from jaxlvlm.methods.adapt_inf.model_features import batch_features
 from jaxlvlm.runners import _plots
 from jaxlvlm.runners._phase import run_phase, scores_vector
-from jaxlvlm.runners.continual import _base_params, _base_scores, _phase_config, _specs_of
+from jaxlvlm.runners.continual import (
+    _base_params,
+    _base_scores,
+    _phase_config,
+    _specs_of,
+    check_base_lr,
+)
 from jaxlvlm.runners.registry import register_runner
 
 APPROACHES = ("adapt_inf", "random", "scorer", "all", "sequential", "joint")
@@ -81,8 +87,7 @@ def method_settings(config) -> dict[str, Any]:
         raise ValueError(f"config.method.scorer={m['scorer']!r}: choose one of {ai.SCORER_NAMES}")
     if not m["stream"]:
         raise ValueError("config.method.stream is empty: give the tasks joining at each step")
-    if m["base_lr"] < 0:
-        raise ValueError(f"config.method.base_lr={m['base_lr']}: use > 0, or 0 for optim.lr")
+    check_base_lr(m)
     if m["budget"] <= 0:
         raise ValueError(f"config.method.budget must be positive, got {m['budget']}")
     m["stream"] = [list(step) for step in m["stream"]]

@@ -12,6 +12,7 @@ import pytest
 
 from jaxlvlm.runners import _federated_rounds as R
 from jaxlvlm.runners import federated as F
+from jaxlvlm.runners._phase import write_json_atomic
 from jaxlvlm.train import trainer as TR
 
 
@@ -91,7 +92,7 @@ def test_fingerprint_fills_method_defaults_and_separates_evaluation_keys():
 def test_finished_summary_is_read_back_or_refused(tmp_path):
     c = _config("test,approach=fedavg", 3)
     summary = {"approach": "fedavg", "config_fingerprint": _fingerprint(c, evaluation=True)}
-    R.write_json_atomic(os.path.join(tmp_path, R.SUMMARY_FILE), summary)
+    write_json_atomic(os.path.join(tmp_path, R.SUMMARY_FILE), summary)
     assert not os.path.exists(os.path.join(tmp_path, R.SUMMARY_FILE + ".tmp"))
     out = F.run_federated(c, str(tmp_path))  # nothing is trained: it is read back
     assert out["resumed_from"] == -1 and out["summary"] == summary
