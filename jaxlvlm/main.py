@@ -15,6 +15,15 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxlvlm.errors import ConfigError
+from jaxlvlm.files import StorageError
+from jaxlvlm.methods.settings import settings_from
+from jaxlvlm.runners.registry import available_runners, get_runner, runner_settings
+from jaxlvlm.train.checkpoint import CheckpointRestoreError, CheckpointSaveError
+from jaxlvlm.train.config_check import validate_config
+from jaxlvlm.train.distributed import maybe_initialize
+from jaxlvlm.train.loop import NonFiniteLossError
+
 # Config files import configs.common: make the repository root importable when the file lives in a
 # configs/ directory and the command runs from elsewhere.
 for _i, _arg in enumerate(sys.argv):
@@ -33,13 +42,23 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, logs
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def run(config, workdir: str) -> dict:
-    """Validates ``config`` and runs its mode's runner in ``workdir`` (also callable from Python)."""
-    from jaxlvlm.runners.registry import get_runner
-    from jaxlvlm.train.config_check import validate_config
-    from jaxlvlm.train.distributed import maybe_initialize
+# Exit status per kind of error a user acts on (any other exception is a bug: traceback, 1).
+EXIT_CODES = (
+    (ConfigError, 2),
+    (NonFiniteLossError, 3),
+    (CheckpointSaveError, 4),
+    (CheckpointRestoreError, 4),
+    (StorageError, 4),
+)
 
-    validate_config(config)
+
+def run(config, workdir: str) -> dict:
+    """Validates ``config`` (its method section too) and runs its mode's runner in ``workdir``
+    (also callable from Python)."""
+    validate_config(config, known_modes=available_runners())
+    settings = runner_settings(config.mode)
+    if settings is not None:
+        settings_from(settings, config.method)  # refuse bad method keys before anything trains
     maybe_initialize(config.distributed)
     os.makedirs(workdir, exist_ok=True)
     return get_runner(config.mode)(config, workdir)
@@ -55,18 +74,20 @@ class _QuietLibraries(logging.Filter):
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from jaxlvlm.train.config_check import ConfigError
-    from jaxlvlm.train.loop import NonFiniteLossError
-
     logging.getLogger().setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietLibraries())
     try:
         run(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, NonFiniteLossError) as e:
+    except tuple(kind for kind, _ in EXIT_CODES) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2 if isinstance(e, ConfigError) else 3)
+        sys.exit(exit_code(e))
+
+
+def exit_code(error: BaseException) -> int:
+    """The process exit status for an error a user acts on (EXIT_CODES)."""
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))
 
 
 if __name__ == "__main__":

@@ -1,563 +1,266 @@
-"""mode 'federated': K clients, each with one task and its own data partition (METHODS.md §4, §5.1).
+"""mode 'federated': K clients, each with one task and its own data partition (METHODS.md 4, 5.1).
 
-Every client holds a task label and an IID (or Dirichlet label-skew) share of that task's training
-data. Rounds follow the approach's schedule; in each, every client runs its program (init / local
-steps over E epochs / final, jaxlvlm.methods.pilot.programs) for all clients at once (backend 'vmap')
-or one after the other ('loop'), the server checks the uploads (a bad one is rejected, named, and
-the round continues without it) and aggregates. Only the adapters / connector and the LoRA travel;
-the frozen vision tower and LLM are shared once. At the end each client's personalised model is
-evaluated on its task's test split: per client, per task (mean over its clients), macro over tasks.
-
-config.method.approach:
-  pilot        stage 1 (task + client adapters, difference loss) then CT-MoA stage 2; task-aware
-               adapter averaging and adaptive LoRA aggregation (eq. 16); schedule of §4(d)
-  fedavg       connector + LoRA averaged over all clients every round (FedIT-style)
-  fedprox      fedavg with the proximal term μ/2 ||w - w_global||² in local training
-  local        every client trains alone for the same rounds (no communication)
-  centralized  one model trained on the union of all clients' data (upper bound)
+Rounds follow the approach's schedule (jaxlvlm.methods.pilot.approaches): in each, every client runs
+the approach's client program (all at once with backend 'vmap', one after the other with 'loop'),
+the server checks the uploads (a bad one is rejected, named, and the round goes on without it) and
+aggregates. Only the adapters / connector and the LoRA travel; the frozen vision tower and LLM are
+shared once. Every round ends with a checkpoint in workdir/rounds, and a rerun continues after the
+latest one; a finished run (summary.json) is read back, and a workdir of a run with another config
+is refused, naming the key. At the end each client's personalised model is evaluated on its task's
+test split: per client, per task (mean over its clients), macro over tasks. 'centralized' trains
+one model on the union of the clients' data (one phase; the upper bound).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import time
-import types
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 
-from jaxlvlm.data.composition import partition_dirichlet, partition_iid
-from jaxlvlm.data.pipeline import TaskSource, make_train_iterator, sources_from_config
-from jaxlvlm.data.sources import SubsetSource
-from jaxlvlm.methods import pilot as P
-from jaxlvlm.methods.pilot import programs as PG
-from jaxlvlm.runners import _plots
-from jaxlvlm.runners._federated_rounds import (
-    SUMMARY_FILE,
-    RoundCheckpoints,
-    read_summary,
-    run_fingerprint,
-)
-from jaxlvlm.runners._phase import run_phase, scores_vector, write_json_atomic
-from jaxlvlm.runners.continual import _base_params, _phase_config, _specs_of, check_base_lr
+from jaxlvlm.eval import plots
+from jaxlvlm.files import read_json, safe_name, write_json_atomic
+from jaxlvlm.methods.pilot.approaches import make_approach
+from jaxlvlm.methods.pilot.client import run_clients
+from jaxlvlm.methods.pilot.clients import client_batches, make_clients, stack, take, tree_bytes
+from jaxlvlm.methods.pilot.server import collect_updates
+from jaxlvlm.methods.pilot.settings import FederatedSettings
+from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import register_runner
+from jaxlvlm.train import run_setup as RS
+from jaxlvlm.train.base_model import base_params
+from jaxlvlm.train.checkpoint import RoundCheckpoints
+from jaxlvlm.train.fingerprint import check_fingerprint, fingerprint
+from jaxlvlm.train.phase import run_phase, scores_vector
+from jaxlvlm.train.phase_config import phase_config, task_specs
 
-APPROACHES = ("pilot", "fedavg", "fedprox", "local", "centralized")
+SUMMARY_FILE = "summary.json"
 
-METHOD_DEFAULTS: dict[str, Any] = dict(
-    approach="pilot",
-    clients_per_task=2,
-    partition="iid",  # 'iid' | 'dirichlet' (label skew over each task's answers)
-    dirichlet_alpha=0.5,
-    rounds=3,
-    local_epochs=1,
-    backend="vmap",  # 'vmap' | 'loop'
-    lr_lora=2e-3,
-    lr_connector=2e-4,
-    weight_decay=0.0,
-    lambda_diff=0.1,
-    lambda_balance=0.01,
-    lambda_z=0.001,
-    neighbours=0,  # ATA's M; 0 = min(3, K - 1)
-    prox_mu=0.01,
-    cross_hidden_dim=256,
-    base_steps=0,
-    base_sources=(),
-    base_lr=0.0,  # learning rate of the base phase; 0 = optim.lr (one base shared by all approaches)
-    evaluate_base=False,
-    fault_drill_client="",  # a client name whose round-1 upload is corrupted (NaN) on purpose
+# Config sections that do not change what the rounds train; evaluation keys are added back for the
+# finished-run check (scores depend on them).
+NOT_TRAINING = (
+    "mesh",
+    "distributed",
+    "train",
+    "eval",
+    "data.eval_sources",
+    "data.eval_batch_size",
+    "data.read_threads",
+    "data.prefetch",
+    "data.worker_count",
 )
+EVALUATION = ("eval", "data.eval_sources", "data.eval_batch_size")
 
 
-def method_settings(config) -> dict[str, Any]:
-    """config.method over METHOD_DEFAULTS; unknown keys or values raise, naming them."""
-    given = config.method.to_dict() if hasattr(config.method, "to_dict") else dict(config.method)
-    unknown = sorted(set(given) - set(METHOD_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"config.method: unknown keys {unknown} for mode 'federated'; known: {sorted(METHOD_DEFAULTS)}"
-        )
-    m = {**METHOD_DEFAULTS, **given}
-    if m["approach"] not in APPROACHES:
-        raise ValueError(f"config.method.approach={m['approach']!r}: choose one of {APPROACHES}")
-    if m["backend"] not in P.client.BACKENDS:
-        raise ValueError(f"config.method.backend={m['backend']!r}: choose 'vmap' or 'loop'")
-    check_base_lr(m)
-    if m["partition"] not in ("iid", "dirichlet"):
-        raise ValueError(f"config.method.partition={m['partition']!r}: choose 'iid' or 'dirichlet'")
-    return m
+def run_fingerprint(config, s: FederatedSettings, *, evaluation: bool = False) -> dict:
+    """{dotted key: value} of what shapes the run; the method section with defaults filled in."""
+    d = {k: v for k, v in RS.config_json(config).items() if k != "method"}
+    d["method"] = dataclasses.asdict(s)
+    ignore = tuple(k for k in NOT_TRAINING if not (evaluation and k in EVALUATION))
+    return fingerprint(d, ignore)
 
 
-@dataclasses.dataclass
-class Client:
-    name: str
-    task: str
-    task_id: int
-    source: TaskSource
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.source.source)
+def read_summary(workdir: str, finished: dict) -> dict | None:
+    """The summary.json of a finished run (its fingerprint checked), or None."""
+    path = os.path.join(workdir, SUMMARY_FILE)
+    summary = read_json(path)
+    if summary is not None:
+        check_fingerprint(path, summary.get("config_fingerprint", {}), finished)
+    return summary
 
 
-def make_clients(config, m, tasks: list[str], image_size: int) -> list[Client]:
-    """clients_per_task clients per task, each with an IID / Dirichlet share of the task's data."""
-    out = []
-    for t, task in enumerate(tasks):
-        for k, ts in enumerate(
-            sources_from_config(_specs_of(config, task), tasks, config.seed, image_size)
-        ):
-            n = len(ts.source)
-            if m["partition"] == "iid":
-                parts = partition_iid(n, m["clients_per_task"], config.seed + 17 * t + k)
-            else:
-                answers = [str(ts.source[i].get("answer", "")) for i in range(n)]
-                labels = np.unique(answers, return_inverse=True)[1]
-                parts = partition_dirichlet(
-                    labels, m["clients_per_task"], m["dirichlet_alpha"], config.seed + 17 * t + k
-                )
-            for j, part in enumerate(parts):
-                name = f"{task}#{len([c for c in out if c.task == task])}"
-                del j
-                out.append(
-                    Client(name, task, t, TaskSource(SubsetSource(ts.source, part, name), t))
-                )
-    return out
-
-
-# ----------------------------------------------------------------------------- client batches
-
-
-def client_batches(run, clients: list[Client], epochs: int, seed: int):
-    """Every client's local batches for one stage: (batches leaves [K, S, B, ...], active [K, S]).
-
-    Host numpy batches padded to the longest bucket; clients with fewer batches idle (inactive).
-    """
-    data_cfg = dataclasses.replace(run.data_cfg, shuffle=True, num_epochs=epochs)
-    length = max(run.data_cfg.buckets)
-    per_client = []
-    for i, c in enumerate(clients):
-        it = make_train_iterator(
-            data_cfg, run.tokenizer, run.image_cfg, None, seed + i, sources=[c.source]
-        )
-        rows = []
-        for batch in it:
-            b = {k: np.asarray(v) for k, v in batch.items() if k in PG.BATCH_KEYS}
-            pad = length - b["input_ids"].shape[1]
-            for k in ("input_ids", "attention_mask", "targets", "loss_mask"):
-                b[k] = np.pad(b[k], ((0, 0), (0, pad)))
-            rows.append(b)
-        if not rows:
-            raise ValueError(f"client '{c.name}' has no training batches; give its task more data")
-        per_client.append(rows)
-    steps = max(len(r) for r in per_client)
-    active = np.zeros((len(clients), steps), bool)
-    stacked = []
-    for k, rows in enumerate(per_client):
-        active[k, : len(rows)] = True
-        rows = rows + [jax.tree_util.tree_map(np.zeros_like, rows[0])] * (steps - len(rows))
-        stacked.append(jax.tree_util.tree_map(lambda *xs: np.stack(xs), *rows))
-    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *stacked), active
-
-
-def tree_bytes(tree) -> int:
-    return int(sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(tree)))
-
-
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
-
-
-def _take(tree, i):
-    return jax.tree_util.tree_map(lambda x: x[i], tree)
-
-
-# ----------------------------------------------------------------------------- models
-
-
-def _stage_model(run, connector: str, kwargs: dict):
-    from jaxlvlm.train import setup as S
-
-    cfg = dataclasses.replace(
-        run.model_cfg, connector=connector, connector_kwargs=tuple(sorted(kwargs.items()))
+def _tasks(config) -> list[str]:
+    return list(config.data.tasks) or list(
+        dict.fromkeys(dict(x)["task"] for x in config.data.sources)
     )
-    return cfg, S.build(cfg, run.runtime)
 
 
-def _init_connectors(cfg, seed: int, count: int):
-    """``count`` fresh connector parameter trees (leaves [count, ...]) of cfg's connector.
-
-    Only the connector is initialised (one jitted, vmapped init), as the LVLM would build it.
-    """
-    from jaxlvlm.models.connector import make_connector
-
-    conn = make_connector(
-        cfg.connector,
-        cfg.vision.hidden_size,
-        cfg.text.hidden_size,
-        bias=cfg.projector_bias,
-        **dict(cfg.connector_kwargs),
-    )
-    feats = jnp.zeros((1, cfg.image_tokens_per_image, cfg.vision.hidden_size), jnp.float32)
-    keys = jax.random.split(jax.random.PRNGKey(seed), count)
-    return jax.jit(jax.vmap(lambda k: nn.meta.unbox(conn.init(k, feats)["params"])))(keys)
-
-
-@register_runner("federated")
+@register_runner("federated", settings=FederatedSettings)
 def run_federated(config, workdir: str) -> dict:
     """Runs the federated scenario; writes report.md / summary.json.
 
-    Resumable: every round ends with a checkpoint in workdir/rounds (jaxlvlm.runners._federated_rounds)
-    and a rerun continues after the latest one; a finished run (summary.json present) is read back,
-    not retrained. A workdir of a run with a different config is refused, naming the key.
-    Returns {'summary', 'report' (report.md path), 'resumed_from' (rounds restored from a checkpoint:
-    0 = a fresh start, -1 = the run was already finished)}.
+    Returns {'summary', 'report', 'resumed_from' (rounds restored from a checkpoint: 0 = a fresh
+    start, -1 = the run was already finished)}.
     """
-    from jaxlvlm.train import trainer as TR
-
-    m = method_settings(config)
-    tasks = list(config.data.tasks) or list(
-        dict.fromkeys(dict(s)["task"] for s in config.data.sources)
-    )
+    s = settings_from(FederatedSettings, config.method)
+    tasks = _tasks(config)
     os.makedirs(workdir, exist_ok=True)
-    finished_fp = run_fingerprint(TR.config_json(config), m, evaluation=True)
-    done = read_summary(workdir, finished_fp)
+    finished = run_fingerprint(config, s, evaluation=True)
+    done = read_summary(workdir, finished)
     if done is not None:
         logging.info("federated run in %s is finished (%s); reading it back", workdir, SUMMARY_FILE)
-        return {
-            "summary": done,
-            "report": os.path.join(workdir, "report.md"),
-            "resumed_from": -1,
-        }
-    base_params = _base_params(config, workdir, tasks, m)
-    c = _phase_config(config, [s for t in tasks for s in _specs_of(config, t)], 1, tasks, lora=True)
-    run = TR.prepare_run(c, workdir)
-    clients = make_clients(config, m, tasks, run.image_cfg.image_size)
-    if m["approach"] == "centralized":
-        out = _run_centralized(config, workdir, tasks, clients, base_params, m, finished_fp)
-        return {**out, "resumed_from": 0}
-    fingerprint = {
-        **run_fingerprint(TR.config_json(config), m),
-        "clients": [[cl.name, cl.num_examples] for cl in clients],
-    }
-    result = _run_rounds(config, workdir, m, tasks, clients, base_params, run, fingerprint)
-    summary = {**result["summary"], "config_fingerprint": finished_fp}
+        return {"summary": done, "report": os.path.join(workdir, "report.md"), "resumed_from": -1}
+    params0 = base_params(config, workdir, tasks, s)
+    sources = [x for t in tasks for x in task_specs(config, t)]
+    run = RS.prepare_run(phase_config(config, sources, 1, tasks, lora=True), workdir)
+    clients = make_clients(config, s, tasks, run.image_cfg.image_size)
+    if s.approach == "centralized":
+        summary, start = _centralized(config, workdir, tasks, clients, params0, s), 0
+    else:
+        fp = {**run_fingerprint(config, s), "clients": [[c.name, c.num_examples] for c in clients]}
+        summary, start = _rounds(config, workdir, s, tasks, clients, params0, run, fp)
+    summary["config_fingerprint"] = finished
     return {
         "summary": summary,
         "report": write_federated_report(workdir, summary),
-        "resumed_from": result["resumed_from"],
+        "resumed_from": start,
     }
 
 
-def _run_rounds(config, workdir, m, tasks, clients, base_params, run, fingerprint) -> dict:
-    """The round loop of the federated approaches (all but 'centralized'), resuming after the latest
-    round checkpoint, then the clients' evaluation -> {'summary', 'resumed_from'}."""
-    from jaxlvlm.train.lora import init_lora
-
+def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict, int]:
+    """The round loop (resuming after the latest round checkpoint), then the clients' evaluation."""
     t0 = time.perf_counter()
-    K, T = len(clients), len(tasks)
-    n = jnp.asarray([cl.num_examples for cl in clients], jnp.float32)
-    own_task = jnp.asarray([cl.task_id for cl in clients], jnp.int32)
-    frozen = {k: v for k, v in base_params.items() if k != "connector"}
-    text = run.model_cfg.text
-    lora0 = init_lora(
-        jax.random.PRNGKey(config.seed + 5), text, list(config.lora.targets), config.lora.rank
-    )
-    lt_kw = dict(
-        lora_alpha=config.lora.alpha,
-        lr_lora=m["lr_lora"],
-        lr_connector=m["lr_connector"],
-        weight_decay=m["weight_decay"],
-    )
-    names = [cl.name for cl in clients]
-    rounds_log = []
-    approach = m["approach"]
-    M = m["neighbours"] or min(3, K - 1)
-
-    if approach == "pilot":
-        cfg1, model1 = _stage_model(run, "pilot_stage1", {})
-        cfg2, model2 = _stage_model(
-            run, "pilot_ctmoa", {"num_tasks": T, "cross_hidden_dim": m["cross_hidden_dim"]}
-        )
-        base_conn = base_params["connector"]  # LLaVA's projector -> ψ_t (same parameter names)
-        task_avgs = _stack([base_conn] * T)
-        stage1_init = _init_connectors(cfg1, config.seed + 1000, K)
-        stage2_init = _init_connectors(cfg2, config.seed + 2000, K)
-        client_state = {"client_adapter": stage1_init["client_adapter"]}
-        lora = _stack([lora0] * K)
-        schedule = P.round_schedule(m["rounds"])
-    else:
-        model = run.model
-        payload = _stack([{"connector": base_params["connector"], "lora": lora0}] * K)
-        client_state = _stack([{}] * K)
-        schedule = [(r, "baseline") for r in range(1, m["rounds"] + 1)]
-
-    # Programs are built once: the compiled round is cached per program.
-    if approach == "pilot":
-        prog1 = PG.stage1_program(
-            PG.LocalTraining(model1, aux="stage1", lambda_diff=m["lambda_diff"], **lt_kw)
-        )
-        prog2 = PG.stage2_program(
-            PG.LocalTraining(
-                model2,
-                aux="stage2",
-                lambda_balance=m["lambda_balance"],
-                lambda_z=m["lambda_z"],
-                **lt_kw,
-            ),
-            T,
-        )
-    else:
-        mu = m["prox_mu"] if approach == "fedprox" else 0.0
-        prog_base = PG.baseline_program(PG.LocalTraining(model, prox_mu=mu, **lt_kw))
-
-    def server_client_state(stage_done):
-        # What a round checkpoint holds; stage_done picks Pilot's client state shape.
-        if approach != "pilot":
-            return {"payload": payload, "client_state": client_state}
-        kept = {"client_adapter": client_state["client_adapter"]}
-        if stage_done == "stage2":
-            kept["cross_adapters"] = stage2_init["cross_adapters"]
-            kept["router"] = stage2_init["router"]
-        return {"task_avgs": task_avgs, "lora": lora, "client_state": kept}
-
-    ckpt = RoundCheckpoints(workdir, fingerprint, keep=2)
-    start, wall_before = 0, 0.0
+    approach = make_approach(config, run, s, params0, clients)
+    frozen = {k: v for k, v in params0.items() if k != "connector"}
+    names = [c.name for c in clients]
+    ckpt = RoundCheckpoints(workdir, fp, keep=2)
     try:
-        latest = ckpt.latest()
-        if latest is not None:
-            meta = ckpt.read_meta(latest)
-            if [tuple(e) for e in meta["schedule"]] != [tuple(e) for e in schedule]:
-                raise ValueError(
-                    f"{ckpt.directory}/{latest}: saved round schedule {meta['schedule']} differs "
-                    f"from this run's {schedule}; use a new --workdir"
-                )
-            restored = ckpt.restore(latest, server_client_state(schedule[latest - 1][1]))
-            client_state = restored["client_state"]
-            if approach == "pilot":
-                task_avgs, lora = restored["task_avgs"], restored["lora"]
-            else:
-                payload = restored["payload"]
-            rounds_log, wall_before, start = list(meta["rounds_log"]), float(meta["wall_s"]), latest
-            logging.info(
-                "federated %s: resuming after round %d of %d (%s)",
-                approach,
-                latest,
-                len(schedule),
-                ckpt.directory,
-            )
-        for i in range(start, len(schedule)):
-            rnd, stage = schedule[i]
+        state, log, wall_before, start = _resume(ckpt, approach)
+        for i in range(start, len(approach.schedule)):
+            rnd, stage = approach.schedule[i]
             t_round = time.perf_counter()
-            batches, active = client_batches(run, clients, m["local_epochs"], config.seed + 31 * i)
-            keys = jax.random.split(jax.random.PRNGKey(config.seed + i), K)
-            if approach == "pilot" and stage == "stage1":
-                program = prog1
-                payload = {"task_adapter": _take(task_avgs, own_task), "lora": lora}
-                state_in = client_state
-            elif approach == "pilot":
-                program = prog2
-                payload = {
-                    "task_averages": _stack([task_avgs] * K),
-                    "own_task": own_task,
-                    "lora": lora,
-                }
-                if (
-                    "router" not in client_state
-                ):  # entering stage 2: fresh cross adapters and router
-                    client_state = {
-                        "client_adapter": client_state["client_adapter"],
-                        "cross_adapters": stage2_init["cross_adapters"],
-                        "router": stage2_init["router"],
-                    }
-                state_in = client_state
-            else:
-                program = prog_base
-                state_in = client_state
-            uploads, client_state, metrics = P.run_clients(
-                m["backend"], program, payload, state_in, batches, jnp.asarray(active), keys, frozen
+            batches, active = client_batches(run, clients, s.local_epochs, config.seed + 31 * i)
+            keys = jax.random.split(jax.random.PRNGKey(config.seed + i), len(clients))
+            program, payload, client_in = approach.begin(state, stage)
+            uploads, client_out, metrics = run_clients(
+                s.backend, program, payload, client_in, batches, jnp.asarray(active), keys, frozen
             )
-            uploads = [_take(uploads, k) for k in range(K)]
-            if m["fault_drill_client"] in names and i == 0:
-                bad = names.index(m["fault_drill_client"])
-                uploads[bad] = jax.tree_util.tree_map(
-                    lambda x: jnp.full_like(x, jnp.nan), uploads[bad]
-                )
-            if approach == "pilot":
-                previous = [
-                    {
-                        "task_adapter": _take(payload["task_adapter"], k)
-                        if stage == "stage1"
-                        else _take(task_avgs, int(own_task[k])),
-                        "lora": _take(lora, k),
-                    }
-                    for k in range(K)
-                ]
-            else:
-                previous = [_take(payload, k) for k in range(K)]
-            got = P.collect_updates(names, uploads, previous)
-            for _who, why in got.rejected:
-                logging.warning("round %d (%s): rejected the update of %s", rnd, stage, why)
-            valid = jnp.asarray(got.valid)
-            if approach == "pilot":
-                task_avgs, lora = P.pilot_aggregate(
-                    got.stacked["task_adapter"],
-                    got.stacked["lora"],
-                    own_task,
-                    n,
-                    valid,
-                    T,
-                    M,
-                    task_avgs,
-                )
-                down = tree_bytes(task_avgs) * K + tree_bytes(lora)
-            elif approach in ("fedavg", "fedprox"):
-                glob = P.fedavg(got.stacked, n, valid)
-                payload = _stack([glob] * K)
-                down = tree_bytes(payload)
-            else:  # local: nothing travels; each keeps its own (a rejected one its previous)
-                payload = got.stacked
-                down = 0
-            up = 0 if approach == "local" else tree_bytes(_stack(uploads))
-            loss = np.asarray(metrics["ce"])
-            act = np.asarray(active)
-            rounds_log.append(
-                {
-                    "round": rnd,
-                    "stage": stage,
-                    "seconds": time.perf_counter() - t_round,
-                    "local_steps": int(act.sum()),
-                    "bytes_up": up,
-                    "bytes_down": down,
-                    "rejected": [dict(client=w, reason=r) for w, r in got.rejected],
-                    "mean_train_ce": float((loss * act).sum() / max(act.sum(), 1)),
-                }
-            )
-            logging.info("federated %s round %d %s: %s", approach, rnd, stage, rounds_log[-1])
-            ckpt.save(
-                i + 1,
-                {"task_avgs": task_avgs, "lora": lora, "client_state": client_state}
-                if approach == "pilot"
-                else {"payload": payload, "client_state": client_state},
-                {
-                    "schedule": [list(e) for e in schedule],
-                    "round": rnd,
-                    "stage": stage,
-                    "rounds_log": rounds_log,
-                    "wall_s": wall_before + time.perf_counter() - t0,
-                },
-            )
+            uploads = _drill([take(uploads, k) for k in range(len(clients))], names, s, i)
+            got = collect_updates(names, uploads, approach.previous(state, payload, stage))
+            state, down = approach.aggregate(state, got, client_out, stage)
+            up = tree_bytes(stack(uploads)) if approach.uploads_travel() else 0
+            log.append(_round_log(rnd, stage, t_round, active, metrics, got, up, down))
+            logging.info("federated %s round %d %s: %s", s.approach, rnd, stage, log[-1])
+            meta = {
+                "schedule": [list(e) for e in approach.schedule],
+                "round": rnd,
+                "stage": stage,
+                "rounds_log": log,
+                "wall_s": wall_before + time.perf_counter() - t0,
+            }
+            ckpt.save(i + 1, state, meta)
     finally:
         ckpt.close()
-
-    # Personalised models of every client, evaluated on its task's test split.
-    if approach == "pilot":
-        conn = [
-            P.stage2_connector_params(
-                task_avgs,
-                int(own_task[k]),
-                T,
-                _take(client_state, k)["client_adapter"],
-                _take(client_state, k)["cross_adapters"],
-                _take(client_state, k)["router"],
-            )
-            for k in range(K)
-        ]
-        eval_model_cfg = (
-            "pilot_ctmoa",
-            {"num_tasks": T, "cross_hidden_dim": m["cross_hidden_dim"]},
-        )
-        loras = [_take(lora, k) for k in range(K)]
-    else:
-        conn = [_take(payload, k)["connector"] for k in range(K)]
-        loras = [_take(payload, k)["lora"] for k in range(K)]
-        eval_model_cfg = None
-    scores = _evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, eval_model_cfg)
-    wall = wall_before + time.perf_counter() - t0
-    summary = _summary(approach, tasks, clients, scores, rounds_log, wall, m)
+    conn, loras = approach.personalised(state)
+    scores = _evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, approach)
+    summary = _summary(s, tasks, clients, scores, log, wall_before + time.perf_counter() - t0)
     summary["resumed_after_round"] = start  # schedule entries restored from workdir/rounds
-    return {"summary": summary, "resumed_from": start}
+    return summary, start
+
+
+def _resume(ckpt: RoundCheckpoints, approach):
+    """(state, rounds log, wall seconds so far, rounds done) from the newest restorable checkpoint."""
+
+    def restore(done: int):
+        meta = ckpt.read_meta(done)
+        if [tuple(e) for e in meta["schedule"]] != [tuple(e) for e in approach.schedule]:
+            raise ValueError(
+                f"{ckpt.directory}/{done}: saved round schedule {meta['schedule']} differs "
+                f"from this run's {approach.schedule}; use a new --workdir"
+            )
+        stage_done = approach.schedule[done - 1][1]
+        return meta, ckpt.restore(done, approach.template(stage_done))
+
+    found = ckpt.restore_newest(restore)
+    if found is None:
+        return approach.initial, [], 0.0, 0
+    done, (meta, state) = found
+    logging.info(
+        "federated: resuming after round %d of %d (%s)",
+        done,
+        len(approach.schedule),
+        ckpt.directory,
+    )
+    return state, list(meta["rounds_log"]), float(meta["wall_s"]), done
+
+
+def _drill(uploads, names, s: FederatedSettings, i: int):
+    """The fault drill: the named client's round-1 upload is corrupted (NaN) on purpose."""
+    if s.fault_drill_client in names and i == 0:
+        bad = names.index(s.fault_drill_client)
+        uploads[bad] = jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), uploads[bad])
+    return uploads
+
+
+def _round_log(rnd, stage, t_round, active, metrics, got, up, down) -> dict:
+    for who, why in got.rejected:
+        logging.warning("round %d (%s): rejected the update of %s: %s", rnd, stage, who, why)
+    loss, act = np.asarray(metrics["ce"]), np.asarray(active)
+    return {
+        "round": rnd,
+        "stage": stage,
+        "seconds": time.perf_counter() - t_round,
+        "local_steps": int(act.sum()),
+        "bytes_up": up,
+        "bytes_down": down,
+        "rejected": [dict(client=w, reason=r) for w, r in got.rejected],
+        "mean_train_ce": float((loss * act).sum() / max(act.sum(), 1)),
+    }
 
 
 def _evaluate_clients(
-    config, workdir, tasks, clients, frozen, conn, loras, model_cfg
+    config, workdir, tasks, clients, frozen, conn, loras, approach
 ) -> list[float]:
     """Score in [0, 100] of each client's personalised model on its task's eval sources."""
-    from jaxlvlm.train import trainer as TR
-
-    out = []
-    evaluators = {}
+    out, evaluators = [], {}
     for k, cl in enumerate(clients):
         if cl.task not in evaluators:
-            c = _phase_config(config, _specs_of(config, cl.task), 1, tasks, lora=True)
-            with c.unlocked():
-                c.data.eval_sources = tuple(_specs_of(config, cl.task, "eval_sources"))
-                if model_cfg is not None:
-                    c.model.connector = model_cfg[0]
-                    c.model.connector_kwargs = dict(model_cfg[1])
-            run = TR.prepare_run(c, os.path.join(workdir, "eval"))
-            evaluators[cl.task] = TR.make_evaluator(run)
-        state = types.SimpleNamespace(params={**frozen, "connector": conn[k]}, lora=loras[k])
-        result = evaluators[cl.task](state)
+            evals = task_specs(config, cl.task, "eval_sources")
+            c = phase_config(
+                config, task_specs(config, cl.task), 1, tasks, eval_sources=evals, lora=True
+            )
+            if approach.eval_connector is not None:
+                with c.unlocked():
+                    c.model.connector = approach.eval_connector[0]
+                    c.model.connector_kwargs = dict(approach.eval_connector[1])
+            evaluators[cl.task] = RS.make_weights_evaluator(
+                RS.prepare_run(c, os.path.join(workdir, "eval"))
+            )
+        result = evaluators[cl.task]({**frozen, "connector": conn[k]}, loras[k])
         out.append(100.0 * float(result.scores[cl.task]))
-        if jax.process_index() == 0:
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cl.name)
-            os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-            with open(os.path.join(workdir, "eval", f"predictions_{safe}.jsonl"), "w") as f:
-                for p in result.predictions:
-                    f.write(json.dumps(p) + "\n")
+        os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+        path = os.path.join(workdir, "eval", f"predictions_{safe_name(cl.name)}.jsonl")
+        RS.write_predictions(path, result.predictions)
     return out
 
 
-def _run_centralized(config, workdir, tasks, clients, base_params, m, fingerprint):
+def _centralized(config, workdir, tasks, clients, params0, s: FederatedSettings) -> dict:
     total = sum(cl.num_examples for cl in clients)
-    steps = max(
-        1, math.ceil(m["rounds"] * m["local_epochs"] * total / config.data.global_batch_size)
-    )
-    c = _phase_config(
-        config,
-        [s for t in tasks for s in _specs_of(config, t)],
-        steps,
-        tasks,
-        freeze=("vision/.*", "llm/.*"),
-        lora=True,
-    )
-    with c.unlocked():
-        c.optim.lr = m["lr_lora"]
+    steps = max(1, math.ceil(s.rounds * s.local_epochs * total / config.data.global_batch_size))
+    sources = [x for t in tasks for x in task_specs(config, t)]
+    frozen = ("vision/.*", "llm/.*")
+    c = phase_config(config, sources, steps, tasks, freeze=frozen, lora=True, lr=s.lr_lora)
     res = run_phase(
         c,
         os.path.join(workdir, "centralized"),
-        init_params=base_params,
+        init_params=params0,
         need_state=False,
         train_sources=[cl.source for cl in clients],
     )
     per_task = scores_vector(res.scores, tasks)
     scores = [float(per_task[cl.task_id]) for cl in clients]
-    summary = _summary("centralized", tasks, clients, scores, [], res.wall_s, m)
+    summary = _summary(s, tasks, clients, scores, [], res.wall_s)
     summary["train_steps"] = steps
-    summary["config_fingerprint"] = fingerprint
-    return {"summary": summary, "report": write_federated_report(workdir, summary)}
+    return summary
 
 
-def _summary(approach, tasks, clients, scores, rounds_log, wall, m) -> dict:
+def _summary(s: FederatedSettings, tasks, clients, scores, rounds_log, wall) -> dict:
     per_task = {
-        t: float(np.mean([s for s, cl in zip(scores, clients, strict=True) if cl.task == t]))
+        t: float(np.mean([x for x, cl in zip(scores, clients, strict=True) if cl.task == t]))
         for t in tasks
     }
     return {
-        "approach": approach,
+        "approach": s.approach,
         "tasks": tasks,
-        "backend": m["backend"],
+        "backend": s.backend,
         "clients": [
-            dict(name=cl.name, task=cl.task, examples=cl.num_examples, score=s)
-            for cl, s in zip(clients, scores, strict=True)
+            dict(name=cl.name, task=cl.task, examples=cl.num_examples, score=x)
+            for cl, x in zip(clients, scores, strict=True)
         ],
         "per_task": per_task,
         "macro": float(np.mean(list(per_task.values()))),
@@ -572,46 +275,42 @@ def write_federated_report(workdir: str, s: dict) -> str | None:
         return None
     lines = [f"# jaxlvlm: federated instruction tuning ({s['approach']})", ""]
     lines += [f"Macro score over tasks: {s['macro']:.2f}", ""]
-    lines += _plots.markdown_table(
-        ["task", "score (0-100)"], [[t, v] for t, v in s["per_task"].items()]
-    ) + [""]
-    lines += _plots.markdown_table(
-        ["client", "task", "examples", "score"],
-        [[c["name"], c["task"], c["examples"], c["score"]] for c in s["clients"]],
-    ) + [""]
+    rows = [[t, v] for t, v in s["per_task"].items()]
+    lines += plots.markdown_table(["task", "score (0-100)"], rows) + [""]
+    rows = [[c["name"], c["task"], c["examples"], c["score"]] for c in s["clients"]]
+    lines += plots.markdown_table(["client", "task", "examples", "score"], rows) + [""]
     if s["rounds"]:
-        lines += ["## Rounds", ""]
-        lines += _plots.markdown_table(
-            [
-                "round",
-                "stage",
-                "seconds",
-                "local steps",
-                "MB up",
-                "MB down",
-                "rejected",
-                "train CE",
-            ],
-            [
-                [
-                    r["round"],
-                    r["stage"],
-                    r["seconds"],
-                    r["local_steps"],
-                    r["bytes_up"] / 1e6,
-                    r["bytes_down"] / 1e6,
-                    "; ".join(x["reason"] for x in r["rejected"]) or "-",
-                    r["mean_train_ce"],
-                ]
-                for r in s["rounds"]
-            ],
-        ) + [""]
+        lines += ["## Rounds", ""] + _rounds_table(s["rounds"]) + [""]
     lines += [f"Wall time: {s['wall_s']:.1f} s", ""]
     path = os.path.join(workdir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), s)
+    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), s, what="summary")
     return path
 
 
-__all__ = ["client_batches", "make_clients", "run_federated"]
+def _rounds_table(rounds: list[dict]) -> list[str]:
+    header = [
+        "round",
+        "stage",
+        "seconds",
+        "local steps",
+        "MB up",
+        "MB down",
+        "rejected",
+        "train CE",
+    ]
+    rows = [
+        [
+            r["round"],
+            r["stage"],
+            r["seconds"],
+            r["local_steps"],
+            r["bytes_up"] / 1e6,
+            r["bytes_down"] / 1e6,
+            "; ".join(x["reason"] for x in r["rejected"]) or "-",
+            r["mean_train_ce"],
+        ]
+        for r in rounds
+    ]
+    return plots.markdown_table(header, rows)

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
+from jaxlvlm.errors import ConfigError
 from jaxlvlm.models.config import TextConfig, VisionConfig
+from jaxlvlm.train.config_schema import base_config
+from jaxlvlm.train.lora import LORA_TARGETS
+from jaxlvlm.train.losses import TOKEN_WEIGHTS
 
 FREE_FORM = ("method", "model.connector_kwargs")
-
-
-class ConfigError(ValueError):
-    """The config cannot run; the message names the key and what to do."""
 
 
 def _as_dict(c: Any) -> Any:
@@ -50,10 +51,13 @@ def _fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError listing every problem found (not just the first)."""
-    from jaxlvlm.train.config_schema import base_config
+def validate_config(
+    config: ml_collections.ConfigDict, known_modes: Sequence[str] | None = None
+) -> None:
+    """Raises ConfigError listing every problem found (not just the first).
 
+    known_modes: the runner names config.mode may take (jaxlvlm.main passes the registry's).
+    """
     errors: list[str] = []
     cfg = _as_dict(config)
     _walk(_as_dict(base_config()), cfg, "", errors)
@@ -66,16 +70,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
-    _check_values(config, errors)
+    _check_values(config, errors, known_modes)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def _check_values(c: ml_collections.ConfigDict, errors: list[str]) -> None:
-    from jaxlvlm.runners.registry import RUNNERS, available_runners
-
-    if c.mode not in RUNNERS and c.mode not in available_runners():
-        errors.append(f"config.mode={c.mode!r} names no runner; available: {available_runners()}")
+def _check_values(c: ml_collections.ConfigDict, errors: list[str], known_modes) -> None:
+    if known_modes is not None and c.mode not in known_modes:
+        errors.append(f"config.mode={c.mode!r} names no runner; available: {sorted(known_modes)}")
     shape = tuple(c.mesh.shape)
     if len(shape) != 3 or shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
         errors.append(
@@ -96,8 +98,6 @@ def _check_values(c: ml_collections.ConfigDict, errors: list[str]) -> None:
     if t.loss_chunk < 0:
         errors.append(f"config.train.loss_chunk={t.loss_chunk} must be >= 0 (0 = off)")
     elif t.loss_chunk > 0:
-        from jaxlvlm.train.losses import TOKEN_WEIGHTS
-
         if t.loss not in TOKEN_WEIGHTS:
             errors.append(
                 f"config.train.loss_chunk={t.loss_chunk} needs a loss with a token-weight form "
@@ -121,8 +121,6 @@ def _check_values(c: ml_collections.ConfigDict, errors: list[str]) -> None:
         except re.error as e:
             errors.append(f"{where}: bad regex {p!r}: {e}")
     if c.lora.enabled:
-        from jaxlvlm.train.lora import LORA_TARGETS
-
         bad = [x for x in c.lora.targets if x not in LORA_TARGETS]
         if bad:
             errors.append(f"config.lora.targets: unknown {bad}; choose from {list(LORA_TARGETS)}")

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlvlm.models.config import TextConfig
+from jaxlvlm.models.lowrank import LowRankFactors
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -51,7 +52,13 @@ def lora_to_lowrank(lora: dict, alpha: float, rank: int) -> dict | None:
     """The model's ``lowrank`` argument: {target: LowRankFactors(a, b, coeff=[alpha / R])}."""
     if not lora:
         return None
-    from jaxlvlm.models.lowrank import LowRankFactors
-
     coeff = jnp.full((1,), alpha / rank, jnp.float32)
     return {t: LowRankFactors(a=f["a"], b=f["b"], coeff=coeff) for t, f in lora.items()}
+
+
+def lowrank_of(lora: dict, alpha: float) -> dict | None:
+    """``lora_to_lowrank`` with the rank read from the factors (None for no LoRA)."""
+    if not lora:
+        return None
+    rank = next(iter(lora.values()))["a"].shape[-1]
+    return lora_to_lowrank(lora, alpha, rank)

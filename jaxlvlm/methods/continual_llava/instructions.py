@@ -5,17 +5,27 @@ answer and not an image placeholder, decoded without special tokens), embedded w
 in JAX (jaxlvlm.methods.instruction_embedding) and added to the batch as 'instruction_embedding'
 [B, 384]. Training batches get it from a wrapping iterator (per process, before the rows become
 global arrays); evaluation batches through ``embed_global_batch``.
-(Module name starts with '_' so the runner registry does not take it for a runner.)
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
+
+from jaxlvlm.data.global_batch import to_global_batch
+from jaxlvlm.methods.instruction_embedding import embed_instructions, load_instruction_encoder
 
 INSTRUCTION_EMBEDDING = "instruction_embedding"
+
+
+@functools.cache
+def minilm_encoder():
+    """The frozen all-MiniLM-L6-v2 encoder, loaded once per process."""
+    return load_instruction_encoder()
 
 
 def instruction_texts(batch: dict[str, np.ndarray], tokenizer, image_token_id: int) -> list[str]:
@@ -49,9 +59,6 @@ class EmbeddingIterator:
         return self
 
     def __next__(self) -> dict[str, Any]:
-        from jaxlvlm.data.global_batch import to_global_batch
-        from jaxlvlm.methods.instruction_embedding import embed_instructions
-
         local = dict(self.inner.next_host_batch())
         texts = instruction_texts(local, self.tokenizer, self.image_token_id)
         local[INSTRUCTION_EMBEDDING] = embed_instructions(self.encoder, texts)
@@ -75,10 +82,6 @@ def embed_global_batch(batch: dict, encoder, tokenizer, image_token_id: int) -> 
     With several processes each holds only its rows, so the token arrays are gathered first
     (a few small int arrays); every process then embeds all B prompts.
     """
-    from jax.experimental import multihost_utils
-
-    from jaxlvlm.methods.instruction_embedding import embed_instructions
-
     keys = ("input_ids", "attention_mask", "loss_mask")
     if jax.process_count() > 1:
         host = {

@@ -9,6 +9,7 @@ import numpy as np
 
 
 def _plt():
+    # matplotlib is imported only when a report draws (heavy; not needed to train).
     import matplotlib
 
     matplotlib.use("Agg")

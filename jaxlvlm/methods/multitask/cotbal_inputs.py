@@ -10,7 +10,6 @@ or
 
 with an optional "balanced": [true, ...] (false = fixed weight 1, e.g. text-only tasks).
 When the run's task names are given, the file's entries are matched by name and reordered.
-(Module name starts with '_' so the runner registry does not take it for a runner.)
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxlvlm.files import write_json_atomic
 from jaxlvlm.methods import cotbal
-from jaxlvlm.runners._phase import write_json_atomic
 
 _RAW = ("V", "v0")
 _REDUCED = ("c_out", "c_in")
@@ -185,4 +184,4 @@ def write_cotbal_inputs(
     }
     if any(not math.isfinite(x) for row in doc["V"] for x in row):
         raise ValueError(f"refusing to write non-finite probe scores to {path}")
-    write_json_atomic(path, doc)
+    write_json_atomic(path, doc, what="CoTBal probe scores")

@@ -1,8 +1,5 @@
-"""The trainer as named phases: tokenizer and model config, mesh, state layout, data, resume or
-init, step, evaluation, loop, report. Runners (train, eval, the methods') compose these.
-
-``run_training(config, workdir)`` is plain visual instruction tuning; methods pass their own
-``method_state`` (e.g. {'task_weights': [T]}), ``loss_fn`` or ``forward_fn``.
+"""What a run is before its train state: tokenizer, model config, model, mesh, data config, task
+names, and the evaluator and report around them. Every phase (jaxlvlm.train.phase) starts here.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ import dataclasses
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,13 +16,16 @@ import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from jaxlvlm.convert import load_converted
+from jaxlvlm.data.pipeline import DataConfig, ImageConfig, make_eval_batches
+from jaxlvlm.data.tokenizer import load_tokenizer, pad_token_id
+from jaxlvlm.eval.evaluate import evaluate, make_generate_fn
+from jaxlvlm.eval.report import write_report
 from jaxlvlm.models.config import LVLMConfig, RuntimeConfig, TextConfig, config_from_dict
 from jaxlvlm.train import setup as S
-from jaxlvlm.train.checkpoint import Checkpointer
 from jaxlvlm.train.flops import train_step_flops
-from jaxlvlm.train.loop import train_loop
 from jaxlvlm.train.lora import lora_to_lowrank
-from jaxlvlm.train.metrics import MetricsWriter, read_metrics
+from jaxlvlm.train.metrics import read_metrics
 from jaxlvlm.train.param_table import format_param_table
 from jaxlvlm.train.state import TrainState
 
@@ -92,9 +91,6 @@ def read_model_config(init_from: str) -> tuple[LVLMConfig | TextConfig, bool | N
 def prepare_run(config, workdir: str) -> Run:
     """Tokenizer, model config (from config.model, or the converted checkpoint of init_from),
     model, mesh and data config."""
-    from jaxlvlm.data.pipeline import DataConfig, ImageConfig
-    from jaxlvlm.data.tokenizer import load_tokenizer
-
     tokenizer = load_tokenizer(config.tokenizer)
     runtime = S.runtime_from(config)
     if config.init_from:
@@ -132,8 +128,6 @@ def prepare_run(config, workdir: str) -> Run:
 
 def load_init_params(run: Run, setup: S.StateSetup) -> Any:
     """Parameters of config.init_from, read straight into their shardings."""
-    from jaxlvlm.convert import load_converted
-
     abstract = jax.tree_util.tree_map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
         setup.abstract.params,
@@ -143,47 +137,19 @@ def load_init_params(run: Run, setup: S.StateSetup) -> Any:
     return params
 
 
-def init_or_restore(
-    run: Run, setup: S.StateSetup, checkpointer: Checkpointer, data_iter=None
-) -> TrainState:
-    """The latest checkpoint of the workdir if there is one (with the data iterator's state), else
-    init_from's parameters, else a fresh init."""
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state, data_state, saved_config = checkpointer.restore(latest, setup.abstract)
-        if data_iter is not None and data_state is not None:
-            data_iter.set_state(data_state)
-        _warn_config_drift(saved_config, config_json(run.config))
-        logging.info("resumed from %s/%d", checkpointer.directory, latest)
-        return state
-    if run.config.init_from:
-        return setup.create(load_init_params(run, setup))
-    return setup.create()
-
-
-def _warn_config_drift(saved: dict, now: dict, prefix: str = "") -> None:
-    ignore = {"train.halt_after_steps", "train.progress_bar"}
-    for k in sorted(set(saved) | set(now)):
-        key = prefix + k
-        a, b = saved.get(k), now.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            _warn_config_drift(a, b, key + ".")
-        elif a != b and key not in ignore:
-            logging.warning("config.%s differs from the checkpoint's (%r -> %r)", key, a, b)
-
-
 def step_flops(run: Run) -> float:
     d = run.data_cfg
     slots = d.max_images if isinstance(run.model_cfg, LVLMConfig) else 0
     return train_step_flops(run.model_cfg, d.global_batch_size, max(d.buckets), slots)
 
 
-def make_evaluator(run: Run, lowrank_fn: Callable | None = None):
-    """evaluate_fn(state) -> EvalResult over data.eval_sources, or None when evaluation is off."""
-    from jaxlvlm.data.pipeline import make_eval_batches
-    from jaxlvlm.data.tokenizer import pad_token_id
-    from jaxlvlm.eval.evaluate import evaluate, make_generate_fn
+def make_weights_evaluator(run: Run):
+    """evaluate(params, lora=None, lowrank_for_batch=None) -> EvalResult over data.eval_sources
+    (greedy generation + each record's scorer), or None when evaluation is off.
 
+    lora: config.lora-style factors; lowrank_for_batch(batch) -> the model's lowrank argument
+    instead (a method's hooks, e.g. the prompt pool's selection per batch).
+    """
     c = run.config
     if not c.eval.enabled or not (run.data_cfg.eval_sources or run.data_cfg.sources):
         return None
@@ -191,17 +157,33 @@ def make_evaluator(run: Run, lowrank_fn: Callable | None = None):
     eos_id = run.tokenizer.eos_token_id
     pad_id = pad_token_id(run.tokenizer)
 
-    def evaluate_state(state: TrainState):
+    def evaluate_weights(params, lora=None, lowrank_for_batch: Callable | None = None):
         def lowrank(batch):
-            if lowrank_fn is not None:
-                return lowrank_fn(state, batch)
-            return lora_to_lowrank(state.lora, c.lora.alpha, c.lora.rank) if state.lora else None
+            if lowrank_for_batch is not None:
+                return lowrank_for_batch(batch)
+            return lora_to_lowrank(lora, c.lora.alpha, c.lora.rank) if lora else None
 
         gen = make_generate_fn(run.model, c.eval.max_new_tokens, eos_id, pad_id, lowrank)
         with run.mesh, nn.logical_axis_rules(list(run.rules)):
             return evaluate(
-                lambda b: gen(state.params, b), batches, run.tokenizer, eos_id=eos_id, mesh=run.mesh
+                lambda b: gen(params, b), batches, run.tokenizer, eos_id=eos_id, mesh=run.mesh
             )
+
+    return evaluate_weights
+
+
+def make_evaluator(run: Run, lowrank_fn: Callable | None = None):
+    """evaluate_fn(state) -> EvalResult over data.eval_sources, or None when evaluation is off.
+
+    lowrank_fn(state, batch): a method's low-rank hooks (else the state's config.lora factors).
+    """
+    evaluate_weights = make_weights_evaluator(run)
+    if evaluate_weights is None:
+        return None
+
+    def evaluate_state(state: TrainState):
+        hook = (lambda batch: lowrank_fn(state, batch)) if lowrank_fn is not None else None
+        return evaluate_weights(state.params, state.lora, hook)
 
     return evaluate_state
 
@@ -217,15 +199,11 @@ def write_param_table(run: Run, state: TrainState, labels: Any) -> None:
 
 def finish_report(run: Run, result, wall_s: float, title: str) -> str | None:
     """Writes report.md and predictions.jsonl (process 0)."""
-    from jaxlvlm.eval.report import write_report
-
     if jax.process_index() != 0:
         return None
     scores = result.scores if result is not None else None
-    if result is not None:
-        with open(os.path.join(run.workdir, "predictions.jsonl"), "w") as f:
-            for p in result.predictions:
-                f.write(json.dumps(p) + "\n")
+    if result is not None and result.predictions is not None:
+        write_predictions(os.path.join(run.workdir, "predictions.jsonl"), result.predictions)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(_abstract(run)))
     details = {
         "mode": run.config.mode,
@@ -245,92 +223,10 @@ def _abstract(run: Run):
     return jax.eval_shape(lambda r: run.model.init(r, **inputs), jax.random.PRNGKey(0))["params"]
 
 
-def train_to_end(
-    run: Run,
-    state: TrainState,
-    step_fn: Callable,
-    data_iter: Any,
-    checkpointer: Checkpointer,
-    writer: MetricsWriter,
-    evaluate_fn: Callable | None = None,
-) -> tuple[TrainState, dict | None]:
-    """The train loop of a run (or a runner's phase) to run.config.train.steps, from ``state``.
-
-    Every trainer entry point goes through here so checkpointing, metrics, FLOPs and the bad-sample
-    report are the same everywhere. Returns (final state, the data iterator's bad-sample summary or
-    None); skipped samples are logged as a warning with their per-reason counts.
-    """
-    config = run.config
-    state, _ = train_loop(
-        state,
-        step_fn,
-        data_iter,
-        config=config,
-        checkpointer=checkpointer,
-        writer=writer,
-        task_names=run.task_names,
-        step_flops=step_flops(run),
-        evaluate_fn=evaluate_fn,
-        config_dict=config_json(config),
-    )
-    summary = getattr(data_iter, "bad_sample_summary", lambda: None)()
-    if summary and summary.get("skipped_total"):
-        logging.warning("bad samples skipped in %s: %s", checkpointer.directory, summary)
-    return state, summary
-
-
-def run_training(
-    config,
-    workdir: str,
-    *,
-    method_state: dict | None = None,
-    loss_fn: Callable | None = None,
-    forward_fn: Callable | None = None,
-    title: str = "jaxlvlm training run",
-) -> dict[str, Any]:
-    """Trains to config.train.steps (resuming from the workdir's latest checkpoint), evaluates,
-    writes the report. Returns {'state', 'scores', 'report'}."""
-    t0 = time.perf_counter()
-    run = prepare_run(config, workdir)
-    setup = S.plan_train_state(
-        run.model, run.model_cfg, config, run.mesh, run.rules, method_state=method_state
-    )
-    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
-    from jaxlvlm.data.pipeline import make_train_iterator
-
-    data_iter = make_train_iterator(
-        run.data_cfg, run.tokenizer, run.image_cfg, run.mesh, config.seed
-    )
-    state = init_or_restore(run, setup, checkpointer, data_iter)
-    write_param_table(run, state, setup.labels)
-    step_fn = S.jit_train_step(
-        run.model,
-        setup,
-        config,
-        run.mesh,
-        run.rules,
-        max(len(run.task_names), 1),
-        loss_fn=loss_fn,
-        forward_fn=forward_fn,
-    )
-    evaluate_fn = make_evaluator(run)
-    writer = MetricsWriter(workdir)
-    try:
-        state, _ = train_to_end(
-            run,
-            state,
-            step_fn,
-            data_iter,
-            checkpointer,
-            writer,
-            evaluate_fn=(lambda s: evaluate_fn(s).scores) if evaluate_fn else None,
-        )
-        result = evaluate_fn(state) if evaluate_fn else None
-        if result is not None:
-            writer.write(int(jax.device_get(state.step)), result.scores, kind="eval")
-            logging.info("final per-task scores: %s", result.scores)
-    finally:
-        writer.close()
-        checkpointer.close()
-    report = finish_report(run, result, time.perf_counter() - t0, title)
-    return {"state": state, "scores": result.scores if result else None, "report": report}
+def write_predictions(path: str, predictions: list[dict]) -> None:
+    """One JSON line per prediction (process 0)."""
+    if jax.process_index() != 0:
+        return
+    with open(path, "w") as f:
+        for p in predictions:
+            f.write(json.dumps(p) + "\n")

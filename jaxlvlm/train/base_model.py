@@ -1,0 +1,64 @@
+"""The base model every approach of a comparison starts from, and its scores before any task.
+
+All approaches of one config (a method and its baselines) must start from the same parameters:
+``base_params`` trains them once in <workdir>/base (a resumable phase) or takes config.init_from /
+the model's init; ``base_scores`` evaluates them on every task once (<workdir>/base_scores.json).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxlvlm.files import read_json, write_json_atomic
+from jaxlvlm.train import run_setup as RS
+from jaxlvlm.train import setup as S
+from jaxlvlm.train.phase import run_phase, scores_vector
+from jaxlvlm.train.phase_config import phase_config, task_specs
+
+
+def base_params(config, workdir: str, tasks: Sequence[str], base) -> Any:
+    """Model parameters (sharded): trained on base.base_sources for base.base_steps when > 0,
+    else config.init_from's parameters or the model's own init (config.seed).
+
+    base: a method's settings with the BaseModelSettings fields.
+    """
+    if base.base_steps <= 0:
+        c = phase_config(config, task_specs(config, tasks[0]), 0, tasks, lora=False)
+        run = RS.prepare_run(c, workdir)
+        setup = S.plan_train_state(run.model, run.model_cfg, c, run.mesh, run.rules)
+        if config.init_from:
+            return RS.load_init_params(run, setup)
+        return setup.create().params
+    sources = [dict(s) for s in base.base_sources]
+    all_tasks = tuple(dict.fromkeys([*tasks, *(s["task"] for s in sources)]))
+    c = phase_config(
+        config,
+        sources,
+        base.base_steps,
+        all_tasks,
+        eval_sources=(),
+        lora=False,
+        lr=base.base_lr if base.base_lr > 0 else None,
+    )
+    return run_phase(c, os.path.join(workdir, "base"), evaluate=False).state.params
+
+
+def base_scores(config, workdir: str, tasks: Sequence[str], params: Any, base) -> np.ndarray | None:
+    """[T] scores (0-100) of the base model on every task, or None when base.evaluate_base is off."""
+    if not base.evaluate_base:
+        return None
+    path = os.path.join(workdir, "base_scores.json")
+    saved = read_json(path)
+    if saved is not None:
+        return np.asarray(saved["scores"])
+    c = phase_config(config, task_specs(config, tasks[0]), 0, tasks, lora=False)
+    res = run_phase(c, os.path.join(workdir, "base_eval"), init_params=params, need_state=False)
+    b = scores_vector(res.scores, list(tasks))
+    if jax.process_index() == 0:
+        write_json_atomic(path, {"tasks": list(tasks), "scores": b.tolist()}, what="base scores")
+    return b
