@@ -8,6 +8,8 @@ import os
 import jax
 import pytest
 
+from jaxlvlm.methods.settings import settings_from
+from jaxlvlm.runners.registry import available_runners, runner_settings
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.config_check import ConfigError, validate_config
 from jaxlvlm.train.config_schema import base_config, parse_arg
@@ -30,7 +32,10 @@ def _load(path):
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
 def test_config_file_loads_validates_and_builds(path):
     c = _load(path).get_config("test")
-    validate_config(c)
+    validate_config(c, known_modes=available_runners())
+    settings = runner_settings(c.mode)  # the method section maps onto the method's dataclass
+    if settings is not None:
+        settings_from(settings, c.method)
     from jaxlvlm.data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(c.tokenizer)
@@ -68,7 +73,7 @@ def test_bad_values_are_named():
     c.lora.enabled = True
     c.lora.targets = ("qq_proj",)
     with pytest.raises(ConfigError) as e:
-        validate_config(c)
+        validate_config(c, known_modes=available_runners())
     msg = str(e.value)
     for needle in ("no_such_mode", "mesh.shape", "grad_accum=3", "bad regex", "qq_proj"):
         assert needle in msg, needle

@@ -111,12 +111,13 @@ class FaultTolerantCheckpoints:
         )
 
     def _save(self, step: int, args) -> None:
+        # orbax waits for the previous async save at the start of a new one anyway; waiting here
+        # first attributes a failure to the step that failed (the previous one, or this one).
+        self.wait()
         try:
             self.manager.save(step, args=args, force=True)
-        except Exception as e:  # noqa: BLE001 - orbax surfaces the previous async save's error here
-            failed = self._pending if self._pending is not None else step
-            self._pending = None
-            raise self._save_error(failed, e) from e
+        except Exception as e:  # noqa: BLE001 - any failure of the writer is a failed save
+            raise self._save_error(step, e) from e
         self._pending = step
 
     def wait(self) -> None:

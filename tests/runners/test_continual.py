@@ -11,7 +11,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from configs import continual_domain  # noqa: E402
 from jaxlvlm.methods import prompt_pool as pp  # noqa: E402
-from jaxlvlm.runners import _phase, continual  # noqa: E402
+from jaxlvlm.methods.continual_llava import training as CL  # noqa: E402
+from jaxlvlm.methods.continual_llava.instructions import instruction_texts  # noqa: E402
+from jaxlvlm.methods.continual_llava.settings import ContinualSettings  # noqa: E402
+from jaxlvlm.methods.settings import settings_from  # noqa: E402
+from jaxlvlm.runners import continual  # noqa: E402
+from jaxlvlm.train import phase as P  # noqa: E402
+from jaxlvlm.train import run_setup as RS  # noqa: E402
 
 
 def _config(approach="continual_llava", steps=2, embedding="token_mean"):
@@ -60,7 +66,7 @@ def _interrupting_loop(real_loop, phase_name, after_batches):
 def _run_capturing(c, root, monkeypatch):
     """Runs the stream and returns (output, {phase dir name: final train state})."""
     states = {}
-    real_run_phase = _phase.run_phase
+    real_run_phase = P.run_phase
 
     def spy(*args, **kwargs):
         res = real_run_phase(*args, **kwargs)
@@ -92,15 +98,15 @@ def test_stream_resumes_mid_task_exactly_and_keeps_the_base_frozen(tmp_path, mon
     a = np.asarray(s["matrix"])
     assert a.shape == (2, 2) and np.all(np.isfinite(a))
 
-    real = _phase.TR.train_loop
-    monkeypatch.setattr(_phase.TR, "train_loop", _interrupting_loop(real, "task_1_digits-noisy", 1))
+    real = P.train_loop
+    monkeypatch.setattr(P, "train_loop", _interrupting_loop(real, "task_1_digits-noisy", 1))
     with pytest.raises(_Interrupted):
         continual.run_continual(c, str(tmp_path / "b"))
-    monkeypatch.setattr(_phase.TR, "train_loop", real)
+    monkeypatch.setattr(P, "train_loop", real)
     assert os.path.exists(tmp_path / "b" / "task_0_digits" / "phase.json")
     assert not os.path.exists(tmp_path / "b" / "task_1_digits-noisy" / "phase.json")
     resumed, states_b = _run_capturing(c, str(tmp_path / "b"), monkeypatch)
-    info = _phase.read_phase(str(tmp_path / "b" / "task_1_digits-noisy"))
+    info = P.read_phase(str(tmp_path / "b" / "task_1_digits-noisy"))
     assert info["resumed_from"] == 1
     assert resumed["summary"]["matrix"] == s["matrix"]
     # Pool, memory and the (frozen) model are bitwise those of the uninterrupted stream.
@@ -127,8 +133,8 @@ def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
     np.testing.assert_array_equal(mem["snap_b"][1], lora["b"][:, mem["snap_index"][1]])
     # The pool learned (b starts at zero) and stage 1 moved the keys away from their init.
     assert np.abs(lora["b"]).max() > 0
-    run = _phase.TR.prepare_run(c, str(tmp_path))
-    cfg0 = continual.pool_config(run, continual.method_settings(c), 2)
+    run = RS.prepare_run(c, str(tmp_path))
+    cfg0 = CL.pool_config(run.model_cfg, settings_from(ContinualSettings, c.method), 2)
     init = pp.init_pool(jax.random.PRNGKey(c.seed + 1), cfg0)
     assert not np.allclose(lora["keys"], np.asarray(init["keys"]))
 
@@ -136,7 +142,6 @@ def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
 def test_instruction_texts_are_the_prompts_without_answers():
     from jaxlvlm.data.pipeline import DataConfig, make_train_iterator
     from jaxlvlm.data.tokenizer import load_tokenizer
-    from jaxlvlm.runners._instructions import instruction_texts
     from jaxlvlm.train import setup as S
 
     c = _config()
@@ -182,12 +187,16 @@ def test_bad_method_settings():
     c = _config()
     c.method.approach = "nope"
     with pytest.raises(ValueError, match="choose one of"):
-        continual.method_settings(c)
+        settings_from(ContinualSettings, c.method)
     c = _config()
     c.method.stream = ("digits", "counting")
     with pytest.raises(ValueError, match="tasks must be distinct names"):
-        continual.stream_of(c, continual.method_settings(c))
+        continual.stream_of(c, settings_from(ContinualSettings, c.method))
     c = _config()
     c.method.base_lr = -1.0
     with pytest.raises(ValueError, match="base_lr"):
-        continual.method_settings(c)
+        settings_from(ContinualSettings, c.method)
+    c = _config()
+    c.method.pool_sise = 3
+    with pytest.raises(ValueError, match=r"unknown keys \['pool_sise'\]"):
+        settings_from(ContinualSettings, c.method)

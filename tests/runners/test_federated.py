@@ -1,9 +1,14 @@
 """Federated runner: client partitions, batch stacking; the end-to-end scenario (slow) with the
 rejection drill, Pilot and FedAvg."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from jaxlvlm.methods.pilot.clients import make_clients
+from jaxlvlm.methods.pilot.settings import FederatedSettings
+from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners import federated as F
 
 
@@ -18,20 +23,21 @@ def test_method_settings_reject_unknown_keys_and_values():
     with c.unlocked():
         c.method.colour = "red"
     with pytest.raises(ValueError, match="colour"):
-        F.method_settings(c)
+        settings_from(FederatedSettings, c.method)
     c = _config()
     c.method.backend = "threads"
     with pytest.raises(ValueError, match="backend"):
-        F.method_settings(c)
+        settings_from(FederatedSettings, c.method)
+    with pytest.raises(ValueError, match=r"config.method.rounds='three': expected int"):
+        settings_from(FederatedSettings, {"rounds": "three"})  # a section typed by hand
 
 
 @pytest.mark.parametrize("partition", ["iid", "dirichlet"])
 def test_clients_cover_each_task_exactly_once(partition):
     c = _config()
-    m = F.method_settings(c)
-    m["partition"] = partition
+    m = dataclasses.replace(settings_from(FederatedSettings, c.method), partition=partition)
     tasks = list(c.data.tasks)
-    clients = F.make_clients(c, m, tasks, image_size=16)
+    clients = make_clients(c, m, tasks, image_size=16)
     assert len(clients) == 2 * len(tasks)
     assert [cl.name for cl in clients[:2]] == ["digits_palette#0", "digits_palette#1"]
     for t, task in enumerate(tasks):

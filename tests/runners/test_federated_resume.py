@@ -10,10 +10,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxlvlm.runners import _federated_rounds as R
+from jaxlvlm.files import write_json_atomic
+from jaxlvlm.methods.pilot.settings import FederatedSettings
+from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners import federated as F
-from jaxlvlm.runners._phase import write_json_atomic
-from jaxlvlm.train import trainer as TR
+from jaxlvlm.train.checkpoint import RoundCheckpoints
+from jaxlvlm.train.fingerprint import check_fingerprint
 
 
 def _config(arg: str, rounds: int):
@@ -27,7 +29,7 @@ def _config(arg: str, rounds: int):
 
 
 def _fingerprint(c, evaluation=False):
-    return R.run_fingerprint(TR.config_json(c), F.method_settings(c), evaluation=evaluation)
+    return F.run_fingerprint(c, settings_from(FederatedSettings, c.method), evaluation=evaluation)
 
 
 # ----------------------------------------------------------------------------- fast unit tests
@@ -39,15 +41,15 @@ def test_round_checkpoint_keeps_empty_client_states_and_zero_size_leaves(tmp_pat
         "client_state": {},  # a baseline client keeps nothing
         "centroids": jnp.zeros((0, 4)),  # orbax refuses zero-size arrays
     }
-    ck = R.RoundCheckpoints(str(tmp_path), {"seed": 0}, keep=2)
+    ck = RoundCheckpoints(str(tmp_path), {"seed": 0}, keep=2)
     try:
         for r in (1, 2, 3):
             ck.save(r, jax.tree_util.tree_map(lambda x, r=r: x * r, state), {"rounds_log": [r]})
     finally:
         ck.close()
-    ck = R.RoundCheckpoints(str(tmp_path), {"seed": 0}, keep=2)
+    ck = RoundCheckpoints(str(tmp_path), {"seed": 0}, keep=2)
     try:
-        assert ck.latest() == 3
+        assert ck.latest_step() == 3
         assert sorted(ck.manager.all_steps()) == [2, 3]  # the last two are kept
         assert ck.read_meta(3)["rounds_log"] == [3]
         got = ck.restore(3, state)
@@ -61,12 +63,12 @@ def test_round_checkpoint_keeps_empty_client_states_and_zero_size_leaves(tmp_pat
 
 
 def test_resume_under_another_config_is_refused_naming_the_key(tmp_path):
-    ck = R.RoundCheckpoints(str(tmp_path), {"method.lr_lora": 0.001, "seed": 0})
+    ck = RoundCheckpoints(str(tmp_path), {"method.lr_lora": 0.001, "seed": 0})
     try:
         ck.save(1, {"x": jnp.ones(2)}, {})
     finally:
         ck.close()
-    ck = R.RoundCheckpoints(str(tmp_path), {"method.lr_lora": 0.002, "seed": 0})
+    ck = RoundCheckpoints(str(tmp_path), {"method.lr_lora": 0.002, "seed": 0})
     try:
         with pytest.raises(ValueError, match=r"method\.lr_lora was 0\.001, now 0\.002"):
             ck.read_meta(1)
@@ -78,7 +80,7 @@ def test_fingerprint_fills_method_defaults_and_separates_evaluation_keys():
     c = _config("test,approach=fedavg", 3)
     fp = _fingerprint(c)
     assert fp["method.approach"] == "fedavg" and fp["method.rounds"] == 3
-    assert fp["method.prox_mu"] == F.METHOD_DEFAULTS["prox_mu"]  # a default not in the config
+    assert fp["method.prox_mu"] == FederatedSettings.prox_mu  # a default not in the config
     assert not any(k.startswith(("eval.", "data.eval_sources", "train.")) for k in fp)
     full = _fingerprint(c, evaluation=True)
     assert "data.eval_sources" in full and "eval.max_new_tokens" in full
@@ -86,14 +88,14 @@ def test_fingerprint_fills_method_defaults_and_separates_evaluation_keys():
     c2.eval.max_new_tokens = 3
     assert _fingerprint(c2) == fp  # evaluation does not change the rounds
     with pytest.raises(ValueError, match="eval.max_new_tokens"):
-        R.check_fingerprint("summary.json", full, _fingerprint(c2, evaluation=True))
+        check_fingerprint("summary.json", full, _fingerprint(c2, evaluation=True))
 
 
 def test_finished_summary_is_read_back_or_refused(tmp_path):
     c = _config("test,approach=fedavg", 3)
     summary = {"approach": "fedavg", "config_fingerprint": _fingerprint(c, evaluation=True)}
-    write_json_atomic(os.path.join(tmp_path, R.SUMMARY_FILE), summary)
-    assert not os.path.exists(os.path.join(tmp_path, R.SUMMARY_FILE + ".tmp"))
+    write_json_atomic(os.path.join(tmp_path, F.SUMMARY_FILE), summary)
+    assert not os.path.exists(os.path.join(tmp_path, F.SUMMARY_FILE + ".tmp"))
     out = F.run_federated(c, str(tmp_path))  # nothing is trained: it is read back
     assert out["resumed_from"] == -1 and out["summary"] == summary
     c.method.lr_lora = 5e-3
@@ -122,15 +124,13 @@ def _count_rounds(monkeypatch, config, stop_after=None):
         calls.append((seed - config.seed) // 31)
         return _CLIENT_BATCHES(run, clients, epochs, seed)
 
-    monkeypatch.setattr(F, "client_batches", wrapped)
+    monkeypatch.setattr(F, "client_batches", wrapped)  # the round loop's own reference
     return calls
 
 
 def _final_round_state(workdir):
     """(rounds done, state, meta) of the latest round checkpoint, read without a template."""
-    manager = ocp.CheckpointManager(
-        os.path.join(workdir, R.ROUNDS_DIR), item_names=("state", "meta")
-    )
+    manager = ocp.CheckpointManager(os.path.join(workdir, "rounds"), item_names=("state", "meta"))
     try:
         last = manager.latest_step()
         got = manager.restore(

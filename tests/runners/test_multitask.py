@@ -12,8 +12,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from configs import cotbal_builtin  # noqa: E402
 from jaxlvlm.methods import task_weighting as tw  # noqa: E402
+from jaxlvlm.methods.multitask.hooks import weighting_hooks  # noqa: E402
+from jaxlvlm.methods.multitask.settings import MultitaskSettings  # noqa: E402
+from jaxlvlm.methods.settings import settings_from  # noqa: E402
 from jaxlvlm.runners import multitask  # noqa: E402
-from jaxlvlm.runners._phase import run_phase  # noqa: E402
+from jaxlvlm.train import phase as P  # noqa: E402
+from jaxlvlm.train.phase_config import phase_config  # noqa: E402
 
 TASKS = ("counting", "arithmetic")
 
@@ -38,27 +42,47 @@ def _config(steps=2, **method):
     return c
 
 
-def _dwa_phase(workdir, steps):
+def _dwa_phase(workdir, steps=3):
     wcfg = tw.WeightingConfig("dwa", len(TASKS), dwa_window=1, dwa_temperature=2.0)
-    before, after = multitask._weighting_hooks(wcfg)
-    c = multitask._phase_config(_config(steps), _config().data.sources, (), steps, TASKS)
-    return run_phase(
-        c,
-        workdir,
-        method_state=tw.init_weighting_state(wcfg),
-        before_step=before,
-        after_step=after,
-        evaluate=False,
-    )
+    c = phase_config(_config(steps), _config().data.sources, steps, TASKS, eval_sources=())
+    return P.run_phase(c, workdir, hooks=weighting_hooks(wcfg), evaluate=False)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _killed_after(monkeypatch, batches):
+    """The phase's data ends after ``batches`` batches, as when the process is killed."""
+    real = P.train_loop
+
+    def loop(state, step_fn, data_iter, **kw):
+        def dying():
+            for _ in range(batches):
+                yield next(data_iter)
+            raise _Killed()
+
+        gen = dying()
+
+        class It:
+            __next__ = lambda self: next(gen)
+            get_state = lambda self: data_iter.get_state()
+
+        return real(state, step_fn, It(), **kw)
+
+    monkeypatch.setattr(P, "train_loop", loop)
 
 
 @pytest.mark.slow  # multi-phase run, minutes on 2 cores; run with -m slow
-def test_dwa_weights_survive_checkpoint_and_resume(tmp_path):
-    straight = _dwa_phase(str(tmp_path / "a"), 3)
-    # Interrupted after step 2: the phase's checkpoint at 2 exists, it was never marked complete.
-    _dwa_phase(str(tmp_path / "b"), 2)
-    os.remove(tmp_path / "b" / "phase.json")
-    resumed = _dwa_phase(str(tmp_path / "b"), 3)
+def test_dwa_weights_survive_checkpoint_and_resume(tmp_path, monkeypatch):
+    straight = _dwa_phase(str(tmp_path / "a"))
+    # Killed during step 3: the phase's checkpoint at 2 exists, it was never marked complete.
+    _killed_after(monkeypatch, 2)
+    with pytest.raises(_Killed):
+        _dwa_phase(str(tmp_path / "b"))
+    monkeypatch.undo()
+    assert not os.path.exists(tmp_path / "b" / "phase.json")
+    resumed = _dwa_phase(str(tmp_path / "b"))
     assert resumed.resumed_from == 2
     ms_a = jax.device_get(straight.state.method_state)
     ms_b = jax.device_get(resumed.state.method_state)
@@ -129,6 +153,6 @@ def test_probe_phase_builds_V_and_resumes(tmp_path):
 
 def test_bad_method_settings():
     with pytest.raises(ValueError, match="unknown keys \\['nope'\\]"):
-        multitask.method_settings(_config(nope=1))
+        settings_from(MultitaskSettings, _config(nope=1).method)
     with pytest.raises(ValueError, match="choose from"):
-        multitask.method_settings(_config(weightings=("foo",)))
+        settings_from(MultitaskSettings, _config(weightings=("foo",)).method)

@@ -26,7 +26,7 @@ from jaxlvlm.data.pipeline import make_train_iterator  # noqa: E402
 from jaxlvlm.train import setup as S  # noqa: E402
 from jaxlvlm.train.checkpoint import Checkpointer  # noqa: E402
 from jaxlvlm.train.distributed import maybe_initialize  # noqa: E402
-from jaxlvlm.train.trainer import prepare_run  # noqa: E402
+from jaxlvlm.train.run_setup import prepare_run  # noqa: E402
 
 STEPS = 3
 

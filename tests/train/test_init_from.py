@@ -8,7 +8,8 @@ from jaxlvlm.convert import save_converted
 from jaxlvlm.models.config import lvlm_config_from_dict
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.checkpoint import Checkpointer
-from jaxlvlm.train.trainer import init_or_restore, prepare_run
+from jaxlvlm.train.phase import start_state
+from jaxlvlm.train.run_setup import prepare_run
 from tests.train.fixtures import tiny_config
 
 
@@ -27,7 +28,7 @@ def test_init_from_converted_checkpoint(tmp_path):
     run = prepare_run(c, str(tmp_path / "wd"))
     assert run.model_cfg == cfg
     setup = S.plan_train_state(run.model, run.model_cfg, c, run.mesh, run.rules)
-    state = init_or_restore(run, setup, Checkpointer(str(tmp_path / "wd")))
+    state = start_state(run, setup, Checkpointer(str(tmp_path / "wd")))
     got = dict(jax.tree_util.tree_leaves_with_path(state.params))
     shardings = dict(jax.tree_util.tree_leaves_with_path(setup.param_shardings))
     for path, want in jax.tree_util.tree_leaves_with_path(params):

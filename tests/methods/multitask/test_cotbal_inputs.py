@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxlvlm.runners._cotbal_inputs import (
+from jaxlvlm.methods.multitask.cotbal_inputs import (
     CotbalInputError,
     cotbal_weights_from_file,
     load_cotbal_inputs,
