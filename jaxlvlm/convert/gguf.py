@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from jaxlvlm.convert.hf_io import ConversionError
+from jaxlvlm.gguf_reader import gguf_metadata, open_gguf  # noqa: F401 - re-exported
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 
@@ -42,32 +43,6 @@ _GLOBAL_KEYS = {
 }
 # Tensors llama.cpp may store that carry no weights HF needs (precomputed rotary tables).
 _IGNORED_SUFFIXES = ("attn_rot_embd",)
-
-
-def open_gguf(path: str):
-    """Opens ``path`` with ``gguf.GGUFReader``; a missing or corrupt file raises ConversionError."""
-    import gguf
-
-    if not os.path.isfile(path):
-        raise ConversionError(f"{path}: no such GGUF file")
-    try:
-        return gguf.GGUFReader(path)
-    except Exception as e:  # noqa: BLE001 - the reader raises assorted errors on bad bytes
-        raise ConversionError(
-            f"{path}: not a readable GGUF file ({type(e).__name__}: {e}); the file may be truncated "
-            "or not GGUF at all. Re-download or re-export it with llama.cpp's convert script."
-        ) from e
-
-
-def gguf_metadata(reader) -> dict[str, Any]:
-    """All key/value metadata of a GGUF file as plain Python values (strings, numbers, lists)."""
-    out: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        try:
-            out[key] = field.contents()
-        except Exception:  # noqa: BLE001 - exotic nested arrays are not needed for Llama
-            continue
-    return out
 
 
 def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:

@@ -12,11 +12,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from jaxlvlm.errors import ConversionError  # noqa: F401 - re-exported
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-
-
-class ConversionError(ValueError):
-    """A checkpoint cannot be converted; the message says which file/key and what to do."""
 
 
 def read_config(path: str) -> dict:

@@ -3,7 +3,7 @@
 ``load_tokenizer(spec)``:
   - 'builtin': the built-in suite's BPE tokenizer (jaxlvlm.data.builtin.builtin_tokenizer_path()).
   - a directory: ``transformers.AutoTokenizer.from_pretrained(dir)`` (tokenizer.json + tokenizer_config.json).
-  - a '.gguf' file: the tokenizer stored in the file (jaxlvlm.convert.gguf_tokenizer.load_gguf_tokenizer,
+  - a '.gguf' file: the tokenizer stored in the file (jaxlvlm.data.gguf_tokenizer.load_gguf_tokenizer,
     falling back to transformers' own GGUF reader when that module is not available).
 The pipeline needs a fast tokenizer (offset mappings) and a chat template; both are checked here.
 """
@@ -15,13 +15,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-
-def _load_gguf(path: Path) -> PreTrainedTokenizerBase:
-    try:
-        from jaxlvlm.convert.gguf_tokenizer import load_gguf_tokenizer
-    except ImportError:
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    return load_gguf_tokenizer(str(path))
+from jaxlvlm.data.builtin import builtin_tokenizer_path
+from jaxlvlm.data.gguf_tokenizer import load_gguf_tokenizer
 
 
 def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
@@ -33,12 +28,10 @@ def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
     """
     spec = str(spec)
     if spec == "builtin":
-        from jaxlvlm.data.builtin import builtin_tokenizer_path
-
         spec = builtin_tokenizer_path()
     path = Path(spec)
     if path.is_file() and path.suffix == ".gguf":
-        tokenizer = _load_gguf(path)
+        tokenizer = load_gguf_tokenizer(str(path))
     elif path.is_dir():
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     else:

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from jaxlvlm.eval.scorers import score_batch
 from jaxlvlm.sharding import BATCH_AXES
-from jaxlvlm.train.multihost import allgather_json
+from jaxlvlm.multihost import allgather_json
 
 
 @dataclasses.dataclass

@@ -9,7 +9,6 @@ Auxiliary outputs (router logits, ...) go through ``self.sow('intermediates', na
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
 import jax
@@ -19,13 +18,6 @@ from flax import linen as nn
 from jaxlvlm.models.activations import get_activation
 
 CONNECTORS: dict[str, type[nn.Module]] = {}
-
-# Connectors that methods define, by the module that registers them: a checkpoint or config naming
-# one must load without its user importing the method first (a saved Pilot model, an eval job).
-CONNECTOR_MODULES: dict[str, str] = {
-    "pilot_stage1": "jaxlvlm.methods.pilot.connectors",
-    "pilot_ctmoa": "jaxlvlm.methods.pilot.connectors",
-}
 
 _KERNEL_INIT = nn.initializers.normal(stddev=0.02)
 
@@ -58,8 +50,6 @@ def make_connector(
     **kwargs: Any,
 ) -> nn.Module:
     """Builds the registered connector ``name``; unknown names / keyword fields are named in the error."""
-    if name not in CONNECTORS and name in CONNECTOR_MODULES:
-        importlib.import_module(CONNECTOR_MODULES[name])
     if name not in CONNECTORS:
         raise KeyError(f"unknown connector '{name}'; registered connectors: {sorted(CONNECTORS)}")
     cls = CONNECTORS[name]

@@ -20,6 +20,7 @@ from jaxlvlm.models.config import LVLMConfig, RuntimeConfig
 from jaxlvlm.models.connector import make_connector
 from jaxlvlm.models.decoder import Decoder, LowRank
 from jaxlvlm.models.kv_cache import KVCache
+from jaxlvlm.models.pilot_connectors import PILOT_CONNECTORS  # noqa: F401 - registers them
 from jaxlvlm.models.vit import VisionTower
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxlvlm.train.fingerprint import ConfigDriftError, check_fingerprint
-from jaxlvlm.train.multihost import allgather_json
+from jaxlvlm.multihost import allgather_json
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
 

@@ -18,7 +18,7 @@ import pytest
 from gguf_fixtures import smollm2_gguf_path
 
 from jaxlvlm.convert import load_pretrained
-from jaxlvlm.convert.gguf_tokenizer import load_gguf_tokenizer
+from jaxlvlm.data.gguf_tokenizer import load_gguf_tokenizer
 from jaxlvlm.models import build_model
 from jaxlvlm.models.config import RuntimeConfig
 

@@ -7,7 +7,7 @@ import os
 import pytest
 from gguf_fixtures import smollm2_gguf_path
 
-from jaxlvlm.convert.gguf_tokenizer import load_gguf_tokenizer
+from jaxlvlm.data.gguf_tokenizer import load_gguf_tokenizer
 from jaxlvlm.convert.hf_io import ConversionError
 
 TEXTS = [

@@ -13,7 +13,7 @@ from jaxlvlm.methods.pilot.client import (
     run_clients_loop,
     run_clients_vmap,
 )
-from jaxlvlm.methods.pilot.connectors import (
+from jaxlvlm.models.pilot_connectors import (
     DIFFERENCE_LOSS,
     ROUTER_LOGITS,
     STAGE1_TRAINABLE,

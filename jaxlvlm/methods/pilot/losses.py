@@ -12,18 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-
-def difference_loss(x_t: jax.Array, x_s: jax.Array) -> jax.Array:
-    """L_d = ||x_tᵀ x_s||_F² per image via the N x N form Σ (x_t x_tᵀ) ⊙ (x_s x_sᵀ).
-
-    x_t, x_s [M, N, C] -> [M] float32. Equal to ``difference_loss_direct``; cheaper when N < C
-    (LLaVA-1.5: N = 576 tokens, C = 4096 channels).
-    """
-    x_t = x_t.astype(jnp.float32)
-    x_s = x_s.astype(jnp.float32)
-    gram_t = jnp.einsum("mic,mjc->mij", x_t, x_t)
-    gram_s = jnp.einsum("mic,mjc->mij", x_s, x_s)
-    return jnp.sum(gram_t * gram_s, axis=(1, 2))
+from jaxlvlm.models.pilot_connectors import difference_loss  # noqa: F401 - eq. 14 lives with the connector
 
 
 def difference_loss_direct(x_t: jax.Array, x_s: jax.Array) -> jax.Array:

@@ -23,7 +23,7 @@ import optax
 from flax import linen as nn
 
 from jaxlvlm.methods.pilot.client import ClientProgram
-from jaxlvlm.methods.pilot.connectors import (
+from jaxlvlm.models.pilot_connectors import (
     DIFFERENCE_LOSS,
     ROUTER_LOGITS,
     connector_trainable_mask,

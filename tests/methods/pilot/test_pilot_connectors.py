@@ -7,7 +7,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxlvlm.methods.pilot.connectors import (
+from jaxlvlm.models.pilot_connectors import (
     DIFFERENCE_LOSS,
     ROUTER_LOGITS,
     AdapterMLP,

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxlvlm.methods.pilot.losses import difference_loss
 from jaxlvlm.models.activations import get_activation
 from jaxlvlm.models.connector import register_connector
 
@@ -30,6 +29,20 @@ _KERNEL_INIT = nn.initializers.normal(stddev=0.02)
 
 DIFFERENCE_LOSS = "pilot_difference_loss"
 ROUTER_LOGITS = "pilot_router_logits"
+
+
+def difference_loss(x_t: jax.Array, x_s: jax.Array) -> jax.Array:
+    """L_d = ||x_tᵀ x_s||_F² per image via the N x N form Σ (x_t x_tᵀ) ⊙ (x_s x_sᵀ).
+
+    x_t, x_s [M, N, C] -> [M] float32. Equal to ``difference_loss_direct``; cheaper when N < C
+    (LLaVA-1.5: N = 576 tokens, C = 4096 channels).
+    """
+    x_t = x_t.astype(jnp.float32)
+    x_s = x_s.astype(jnp.float32)
+    gram_t = jnp.einsum("mic,mjc->mij", x_t, x_t)
+    gram_s = jnp.einsum("mic,mjc->mij", x_s, x_s)
+    return jnp.sum(gram_t * gram_s, axis=(1, 2))
+
 
 
 class AdapterMLP(nn.Module):
@@ -180,3 +193,6 @@ def connector_trainable_mask(connector_params: dict, stage: str) -> dict:
         name: jax.tree_util.tree_map(lambda _, on=name in trainable: on, sub)
         for name, sub in connector_params.items()
     }
+
+# The connectors this module registers (the LVLM imports it so a checkpoint naming one loads).
+PILOT_CONNECTORS = ("pilot_stage1", "pilot_ctmoa")
