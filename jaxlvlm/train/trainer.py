@@ -23,12 +23,12 @@ from jax.sharding import Mesh
 from jaxlvlm.models.config import LVLMConfig, RuntimeConfig, TextConfig, config_from_dict
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.checkpoint import Checkpointer
-from jaxlvlm.train.flops import train_step_flops
 from jaxlvlm.train.loop import train_loop
 from jaxlvlm.train.lora import lora_to_lowrank
 from jaxlvlm.train.metrics import MetricsWriter, read_metrics
 from jaxlvlm.train.param_table import format_param_table
 from jaxlvlm.train.state import TrainState
+from jaxlvlm.train.step_flops import run_step_flops
 
 
 @dataclasses.dataclass
@@ -175,7 +175,10 @@ def _warn_config_drift(saved: dict, now: dict, prefix: str = "") -> None:
 def step_flops(run: Run) -> float:
     d = run.data_cfg
     slots = d.max_images if isinstance(run.model_cfg, LVLMConfig) else 0
-    return train_step_flops(run.model_cfg, d.global_batch_size, max(d.buckets), slots)
+    # Counts only the work the step does with its frozen weights (see jaxlvlm.train.step_flops).
+    return run_step_flops(
+        run.model, run.model_cfg, run.config, d.global_batch_size, max(d.buckets), slots
+    )
 
 
 def make_evaluator(run: Run, lowrank_fn: Callable | None = None):
