@@ -50,6 +50,24 @@ def make_tokenizer():
     return fast
 
 
+def save_vision_tower(path: Path, style: str = "clip") -> None:
+    """Saves a random CLIPVisionModel / SiglipVisionModel (IMAGE_SIZE pixels, 4 patches) to ``path``."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    name = {"clip": "CLIPVision", "siglip": "SiglipVision"}[style]
+    config = getattr(transformers, f"{name}Config")(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+    )
+    getattr(transformers, f"{name}Model")(config).save_pretrained(path)
+
+
 def save_towers(root: Path, vision_style: str = "clip", text_arch: str = "llama") -> dict:
     """Saves a random vision tower and a random causal LM (with the tokenizer) in two directories.
 
@@ -58,19 +76,10 @@ def save_towers(root: Path, vision_style: str = "clip", text_arch: str = "llama"
     import torch
     import transformers
 
-    torch.manual_seed(0)
-    vision_cls = {"clip": "CLIPVision", "siglip": "SiglipVision"}[vision_style]
-    vision = getattr(transformers, f"{vision_cls}Model")(
-        getattr(transformers, f"{vision_cls}Config")(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=IMAGE_SIZE,
-            patch_size=8,
-        )
-    )
+    out = {"vision": root / "vision", "llm": root / "llm"}
+    save_vision_tower(out["vision"], vision_style)
     tokenizer = make_tokenizer()
+    out["vocab"] = len(tokenizer)
     text_cls = {"llama": "Llama", "qwen2": "Qwen2"}[text_arch]
     lm = getattr(transformers, f"{text_cls}ForCausalLM")(
         getattr(transformers, f"{text_cls}Config")(
@@ -87,8 +96,6 @@ def save_towers(root: Path, vision_style: str = "clip", text_arch: str = "llama"
     with torch.no_grad():  # random but not tiny: a greedy argmax should not hinge on rounding
         for p in lm.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    out = {"vision": root / "vision", "llm": root / "llm", "vocab": len(tokenizer)}
-    vision.save_pretrained(out["vision"])
     lm.save_pretrained(out["llm"])
     tokenizer.save_pretrained(out["llm"])
     return out
