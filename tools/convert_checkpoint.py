@@ -7,12 +7,16 @@ The output directory holds model_config.json (the model config as a dict, plus t
 layout) and params/ (orbax StandardCheckpointer), which a training config starts from with its
 ``init_from`` key (jaxlvlm.convert.load_converted). --scan_layers must match the RuntimeConfig of the
 run that loads it. Supported inputs: see jaxlvlm.convert.SUPPORTED_ARCHITECTURES (and Llama GGUF).
+The tokenizer and processor files of an HF directory are copied along, so the output also serves as
+a config's ``tokenizer=``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,6 +26,32 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxlvlm.convert import ConversionError, load_pretrained, save_converted  # noqa: E402
+
+# Files of a Hugging Face directory that are not weights: tokenizer, chat template, processors.
+_SIDE_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "generation_config.json",
+)
+
+
+def copy_side_files(src: str, out: str) -> list[str]:
+    """Copies the tokenizer/processor files of HF directory ``src`` into ``out``; returns their names."""
+    if not os.path.isdir(src):
+        return []
+    names = [n for n in _SIDE_FILES if os.path.isfile(os.path.join(src, n))]
+    for name in names:
+        shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     dtype = jax.numpy.dtype(args.dtype)
     params = jax.tree.map(lambda x: np.asarray(x).astype(dtype), params)
     save_converted(args.out, config, params)
+    copied = copy_side_files(args.src, args.out)
+    if copied:
+        print(f"copied {', '.join(copied)}")
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     print(f"wrote {args.out}: {type(config).__name__}, {n:,} parameters ({args.dtype})")
     return 0

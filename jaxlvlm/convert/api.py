@@ -184,6 +184,20 @@ def save_converted(out_dir: str, config: ModelConfig, params: dict[str, Any]) ->
     ckptr.wait_until_finished()
 
 
+def read_converted_config(path: str) -> ModelConfig:
+    """The model config of a directory written by ``save_converted`` (its model_config.json)."""
+    cfg_file = os.path.join(os.path.abspath(path), MODEL_CONFIG_FILE)
+    if not os.path.isfile(cfg_file):
+        raise ConversionError(
+            f"{path}: no {MODEL_CONFIG_FILE}; expected a directory written by "
+            "tools/convert_checkpoint.py or tools/assemble_llava.py (jaxlvlm.convert.save_converted)"
+        )
+    with open(cfg_file) as f:
+        meta = json.load(f)
+    meta.pop("scan_layers", None)
+    return config_from_dict(meta)
+
+
 def load_converted(path: str, abstract_params: Any = None) -> tuple[ModelConfig, dict[str, Any]]:
     """Reads a directory written by ``save_converted`` -> (config, params).
 
@@ -193,16 +207,7 @@ def load_converted(path: str, abstract_params: Any = None) -> tuple[ModelConfig,
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(path)
-    cfg_file = os.path.join(path, MODEL_CONFIG_FILE)
-    if not os.path.isfile(cfg_file):
-        raise ConversionError(
-            f"{path}: no {MODEL_CONFIG_FILE}; expected a directory written by "
-            "tools/convert_checkpoint.py (jaxlvlm.convert.save_converted)"
-        )
-    with open(cfg_file) as f:
-        meta = json.load(f)
-    meta.pop("scan_layers", None)
-    config = config_from_dict(meta)
+    config = read_converted_config(path)
     ckptr = ocp.StandardCheckpointer()
     params = ckptr.restore(os.path.join(path, PARAMS_DIR), abstract_params)
     return config, params

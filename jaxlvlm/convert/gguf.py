@@ -10,7 +10,6 @@ of HF's rotate-half layout become adjacent (i.e. interleaved) pairs; ``unpermute
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np

@@ -1,7 +1,7 @@
 """Bad-sample policy: every rejected sample is named, counted per reason, and reported.
 
-A problem with one sample (malformed JSON line, missing or unreadable image, image path escaping the
-image root, no assistant turn, ``<image>`` count not matching the images, too long after truncation,
+A problem with one sample (malformed JSON line, a line that is not UTF-8, missing or unreadable
+image, image path escaping the image root, no assistant turn, ``<image>`` count not matching the images, too long after truncation,
 ...) raises ``BadSample``. The pipeline hands it to a ``BadSamplePolicy``: with ``on_bad_sample='error'``
 the error propagates; with ``'skip'`` the sample is dropped and counted, until more than
 ``max_bad_samples`` were dropped, which is an error again. ``summary()`` is the dict the runner logs.
@@ -17,6 +17,7 @@ OnBadSample = Literal["error", "skip"]
 # The reasons the pipeline knows; BadSample accepts others, but these are the documented ones.
 REASONS = (
     "malformed_json",
+    "not_utf8",
     "malformed_record",
     "missing_image",
     "unreadable_image",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from jaxlvlm.gguf_reader import gguf_metadata, open_gguf
 from jaxlvlm.errors import ConversionError
+from jaxlvlm.gguf_reader import gguf_metadata, open_gguf
 
 # llama.cpp token types (gguf.TokenType): CONTROL tokens are special (never split, skipped on
 # decode with skip_special_tokens); USER_DEFINED tokens are matched verbatim but are ordinary text.

@@ -35,11 +35,17 @@ def iter_llava_entries(path: str | os.PathLike) -> Iterator[tuple[str, dict[str,
     if not path.is_file():
         raise FileNotFoundError(f"LLaVA data file {path} does not exist")
     if path.suffix == ".jsonl":
-        with path.open("r", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
+        # Binary read, one decode per line: a stray Latin-1 byte spoils one sample, not the file.
+        with path.open("rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                location = f"{path}:{line_no}"
+                try:
+                    line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    yield location, _undecodable_line(raw, e, location)
+                    continue
                 if not line.strip():
                     continue
-                location = f"{path}:{line_no}"
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError as e:
@@ -67,8 +73,14 @@ def iter_llava_entries(path: str | os.PathLike) -> Iterator[tuple[str, dict[str,
                 yield location, entry
         return
     try:
-        with path.open("r", encoding="utf-8") as f:
+        with path.open("r", encoding="utf-8-sig") as f:
             data = json.load(f)
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: byte {e.object[e.start]:#04x} at offset {e.start} is not UTF-8; a JSON array "
+            "file must decode as a whole. Re-encode it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or "
+            "convert it to JSONL so an undecodable sample can be skipped on its own."
+        ) from e
     except json.JSONDecodeError as e:
         raise ValueError(
             f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); a JSON array file "
@@ -90,6 +102,23 @@ def iter_llava_entries(path: str | os.PathLike) -> Iterator[tuple[str, dict[str,
             )
             continue
         yield location, entry
+
+
+def _undecodable_line(raw: bytes, err: UnicodeDecodeError, location: str) -> BadSample:
+    """The BadSample of a JSONL line that is not UTF-8, naming the byte, its column and the id if
+    the line's ASCII part shows one."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        sid = str(json.loads(text).get("id", "?"))
+    except (json.JSONDecodeError, AttributeError):
+        sid = "?"
+    return BadSample(
+        "not_utf8",
+        sid,
+        f"byte {raw[err.start]:#04x} at column {err.start + 1} is not valid UTF-8 (LLaVA JSONL is "
+        "UTF-8); re-encode the file, e.g. `iconv -f latin1 -t utf-8`",
+        location,
+    )
 
 
 def resolve_image_path(

@@ -16,8 +16,8 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from jaxlvlm.eval.scorers import score_batch
-from jaxlvlm.sharding import BATCH_AXES
 from jaxlvlm.multihost import allgather_json
+from jaxlvlm.sharding import BATCH_AXES
 
 
 @dataclasses.dataclass

@@ -44,7 +44,6 @@ def difference_loss(x_t: jax.Array, x_s: jax.Array) -> jax.Array:
     return jnp.sum(gram_t * gram_s, axis=(1, 2))
 
 
-
 class AdapterMLP(nn.Module):
     """Linear(in -> hidden) - act - Linear(hidden -> out), per token; optional zero last layer."""
 
@@ -193,6 +192,7 @@ def connector_trainable_mask(connector_params: dict, stage: str) -> dict:
         name: jax.tree_util.tree_map(lambda _, on=name in trainable: on, sub)
         for name, sub in connector_params.items()
     }
+
 
 # The connectors this module registers (the LVLM imports it so a checkpoint naming one loads).
 PILOT_CONNECTORS = ("pilot_stage1", "pilot_ctmoa")

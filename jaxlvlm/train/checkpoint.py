@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxlvlm.train.fingerprint import ConfigDriftError, check_fingerprint
 from jaxlvlm.multihost import allgather_json
+from jaxlvlm.train.fingerprint import ConfigDriftError, check_fingerprint
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
 

@@ -23,11 +23,11 @@ from jaxlvlm.eval.evaluate import evaluate, make_generate_fn
 from jaxlvlm.eval.report import write_report
 from jaxlvlm.models.config import LVLMConfig, RuntimeConfig, TextConfig, config_from_dict
 from jaxlvlm.train import setup as S
-from jaxlvlm.train.flops import train_step_flops
 from jaxlvlm.train.lora import lora_to_lowrank
 from jaxlvlm.train.metrics import read_metrics
 from jaxlvlm.train.param_table import format_param_table
 from jaxlvlm.train.state import TrainState
+from jaxlvlm.train.step_flops import run_step_flops
 
 
 @dataclasses.dataclass
@@ -140,7 +140,10 @@ def load_init_params(run: Run, setup: S.StateSetup) -> Any:
 def step_flops(run: Run) -> float:
     d = run.data_cfg
     slots = d.max_images if isinstance(run.model_cfg, LVLMConfig) else 0
-    return train_step_flops(run.model_cfg, d.global_batch_size, max(d.buckets), slots)
+    # Counts only the work the step does with its frozen weights (see jaxlvlm.train.step_flops).
+    return run_step_flops(
+        run.model, run.model_cfg, run.config, d.global_batch_size, max(d.buckets), slots
+    )
 
 
 def make_weights_evaluator(run: Run):

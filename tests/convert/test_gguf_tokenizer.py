@@ -7,8 +7,8 @@ import os
 import pytest
 from gguf_fixtures import smollm2_gguf_path
 
-from jaxlvlm.data.gguf_tokenizer import load_gguf_tokenizer
 from jaxlvlm.convert.hf_io import ConversionError
+from jaxlvlm.data.gguf_tokenizer import load_gguf_tokenizer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -106,3 +106,35 @@ def test_import_cli_then_train_from_tfds(tmp_path, chat_tokenizer, image_token_i
     batches = list(make_train_iterator(cfg, chat_tokenizer, img, None, seed=0))
     assert len(batches) == 1 and sorted(batches[0]["sample_index"].tolist()) == list(range(6))
     assert batches[0]["pixel_values"].shape == (6, 1, 32, 32, 3)
+
+
+def test_import_cli_skips_a_line_that_is_not_utf8(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "r.png").write_bytes(png_bytes((255, 0, 0)))
+
+    def line(i: int, answer: str) -> bytes:
+        entry = {
+            "id": f"e{i}",
+            "image": "r.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nwhat colour"},
+                {"from": "gpt", "value": answer},
+            ],
+        }
+        return json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n"
+
+    # Line 3 carries 'rouge vif \xe9' written in Latin-1: one byte 0xe9 that UTF-8 cannot decode.
+    lines = [line(0, "red"), line(1, "café"), line(2, "rouge vif é").replace(b"\xc3\xa9", b"\xe9")]
+    lines += [line(3, "red")]
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_bytes(b"".join(lines))
+    tool = _load_tool()
+    argv = ["--data_dir", str(tmp_path / "dd"), "--split", f"train={jsonl}"]
+    argv += ["--image_root", str(images)]
+    with pytest.raises(Exception, match=r"'e2' at .*train.jsonl:3.*not_utf8.*0xe9"):
+        tool.main(argv + ["--name", "strict"])
+    report = tool.main(argv + ["--name", "skipped", "--on_bad_sample", "skip"])
+    assert report["bad_samples"]["train"]["skipped_by_reason"] == {"not_utf8": 1}
+    source = open_tfds_source(tmp_path / "dd", "skipped", "train")
+    assert sorted(source[i]["id"] for i in range(len(source))) == ["e0", "e1", "e3"]

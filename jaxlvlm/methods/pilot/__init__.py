@@ -13,14 +13,6 @@ from jaxlvlm.methods.pilot.client import (
     run_clients_loop,
     run_clients_vmap,
 )
-from jaxlvlm.models.pilot_connectors import (
-    DIFFERENCE_LOSS,
-    ROUTER_LOGITS,
-    STAGE1_TRAINABLE,
-    STAGE2_TRAINABLE,
-    PilotCTMoAConnector,
-    PilotStage1Connector,
-)
 from jaxlvlm.methods.pilot.losses import (
     difference_loss,
     difference_loss_direct,
@@ -38,6 +30,14 @@ from jaxlvlm.methods.pilot.server import (
     pilot_aggregate,
     round_schedule,
     stage2_connector_params,
+)
+from jaxlvlm.models.pilot_connectors import (
+    DIFFERENCE_LOSS,
+    ROUTER_LOGITS,
+    STAGE1_TRAINABLE,
+    STAGE2_TRAINABLE,
+    PilotCTMoAConnector,
+    PilotStage1Connector,
 )
 
 __all__ = [

@@ -23,11 +23,6 @@ import optax
 from flax import linen as nn
 
 from jaxlvlm.methods.pilot.client import ClientProgram
-from jaxlvlm.models.pilot_connectors import (
-    DIFFERENCE_LOSS,
-    ROUTER_LOGITS,
-    connector_trainable_mask,
-)
 from jaxlvlm.methods.pilot.losses import (
     find_sown,
     load_balancing_loss,
@@ -36,6 +31,11 @@ from jaxlvlm.methods.pilot.losses import (
     router_z_loss,
 )
 from jaxlvlm.methods.pilot.server import stage2_connector_params
+from jaxlvlm.models.pilot_connectors import (
+    DIFFERENCE_LOSS,
+    ROUTER_LOGITS,
+    connector_trainable_mask,
+)
 
 BATCH_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
 

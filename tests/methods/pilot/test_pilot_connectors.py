@@ -7,12 +7,6 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxlvlm.models.pilot_connectors import (
-    DIFFERENCE_LOSS,
-    ROUTER_LOGITS,
-    AdapterMLP,
-    connector_trainable_mask,
-)
 from jaxlvlm.methods.pilot.losses import (
     difference_loss,
     difference_loss_direct,
@@ -21,6 +15,12 @@ from jaxlvlm.methods.pilot.losses import (
     router_z_loss,
 )
 from jaxlvlm.models.connector import make_connector
+from jaxlvlm.models.pilot_connectors import (
+    DIFFERENCE_LOSS,
+    ROUTER_LOGITS,
+    AdapterMLP,
+    connector_trainable_mask,
+)
 
 DV, C, N, M, T = 12, 16, 5, 3, 3
 
