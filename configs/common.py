@@ -20,6 +20,7 @@ from jaxlvlm.train.config_schema import (
     CPU_PEAK_FLOPS,
     base_config,
     parse_arg,
+    set_model_size,
     shrink_for_test,
 )
 
@@ -27,32 +28,14 @@ from jaxlvlm.train.config_schema import (
 def use_small_builtin_model(c):
     """The recipes' small LVLM for the built-in suite: CLIP-style ViT (2 layers, width 128, 32-pixel
     images, 16 image tokens) -> connector -> Llama-style decoder (3 layers, width 128, GQA)."""
-    c.model.vision = dict(
-        style="clip",
-        image_size=32,
-        patch_size=8,
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=4,
-    )
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=0,  # the tokenizer's
-        hidden_size=128,
-        intermediate_size=384,
-        num_layers=3,
-        num_heads=4,
-        num_kv_heads=2,
-        max_position_embeddings=512,
-    )
-    return c
+    return set_model_size(c, "small")
 
 
 __all__ = [
     "CPU_PEAK_FLOPS",
     "base_config",
     "parse_arg",
+    "set_model_size",
     "shrink_for_test",
     "use_small_builtin_model",
 ]

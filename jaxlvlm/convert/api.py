@@ -186,6 +186,12 @@ def save_converted(out_dir: str, config: ModelConfig, params: dict[str, Any]) ->
 
 def read_converted_config(path: str) -> ModelConfig:
     """The model config of a directory written by ``save_converted`` (its model_config.json)."""
+    return read_converted_meta(path)[0]
+
+
+def read_converted_meta(path: str) -> tuple[ModelConfig, bool | None]:
+    """(model config, whether the params are stored layer-scanned, None if not recorded) of a
+    directory written by ``save_converted``."""
     cfg_file = os.path.join(os.path.abspath(path), MODEL_CONFIG_FILE)
     if not os.path.isfile(cfg_file):
         raise ConversionError(
@@ -194,8 +200,8 @@ def read_converted_config(path: str) -> ModelConfig:
         )
     with open(cfg_file) as f:
         meta = json.load(f)
-    meta.pop("scan_layers", None)
-    return config_from_dict(meta)
+    scanned = meta.pop("scan_layers", None)
+    return config_from_dict(meta), scanned
 
 
 def load_converted(path: str, abstract_params: Any = None) -> tuple[ModelConfig, dict[str, Any]]:

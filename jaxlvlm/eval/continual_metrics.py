@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _matrix(a: jax.Array) -> jax.Array:
@@ -164,3 +165,18 @@ def metrics_so_far(a: jax.Array, num_done: int, b: jax.Array | None = None) -> d
         raise ValueError(f"num_done must be in [1, {a.shape[0]}], got {num_done}")
     sub_b = None if b is None else jnp.asarray(b, jnp.float32)[:num_done]
     return continual_metrics(a[:num_done, :num_done], sub_b)
+
+
+def final_row_summary(tasks, final, base, wall_s: float, **extra) -> dict:
+    """The summary of a one-row run (the joint multi-task upper bound): its final scores [T]
+    (0-100), their mean as ACC, the base scores [T] or None, wall seconds, and ``extra``."""
+    final = np.asarray(final, np.float64)
+    return {
+        "approach": "joint",
+        "tasks": list(tasks),
+        "final": final.tolist(),
+        "base": None if base is None else np.asarray(base).tolist(),
+        "ACC": float(final.mean()),
+        **extra,
+        "wall_s": wall_s,
+    }

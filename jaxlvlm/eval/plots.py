@@ -85,3 +85,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> l
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
     return lines
+
+
+def task_matrix_lines(matrix, tasks, path: str, title: str, axes: tuple[str, str], fmt="{:.2f}"):
+    """Markdown lines embedding a heatmap of a [T, T] matrix over ``tasks`` (rows: axes[0],
+    columns: axes[1]), drawn to ``path``."""
+    png = plot_matrix(
+        matrix, tasks, tasks, path, title=title, xlabel=axes[1], ylabel=axes[0], fmt=fmt
+    )
+    return [f"![{title}]({png})", ""]

@@ -72,15 +72,7 @@ def _joint(config, workdir, stream, params0, b) -> dict:
     steps = config.train.steps * len(stream)
     c = phase_config(config, sources, steps, stream, freeze=FROZEN_VISION, lora=False)
     res = run_phase(c, os.path.join(workdir, "joint"), init_params=params0, need_state=False)
-    final = scores_vector(res.scores, stream)
-    return {
-        "approach": "joint",
-        "tasks": stream,
-        "final": final.tolist(),
-        "base": _list(b),
-        "ACC": float(final.mean()),
-        "wall_s": res.wall_s,
-    }
+    return cm.final_row_summary(stream, scores_vector(res.scores, stream), b, res.wall_s)
 
 
 def _stream(config, workdir, stream, params0, b, s: ContinualSettings) -> dict:
@@ -213,17 +205,10 @@ def _matrix_section(workdir: str, s: dict) -> list[str]:
     if s.get("base") is not None:
         rows.insert(0, ["(base model)", *s["base"]])
     lines += plots.markdown_table(["after \\ on", *tasks], rows) + [""]
-    png = plots.plot_matrix(
-        a,
-        tasks,
-        tasks,
-        os.path.join(workdir, "accuracy.png"),
-        title="accuracy matrix",
-        xlabel="evaluated task",
-        ylabel="after task",
-        fmt="{:.0f}",
+    path = os.path.join(workdir, "accuracy.png")
+    lines += plots.task_matrix_lines(
+        a, tasks, path, "accuracy matrix", ("after task", "evaluated task"), "{:.0f}"
     )
-    lines += [f"![accuracy]({png})", ""]
     if "frozen_base_unchanged" in s:
         lines += [
             f"Frozen LVLM parameters bitwise unchanged after the stream: {s['frozen_base_unchanged']}",

@@ -35,26 +35,21 @@ from jaxlvlm.runners.registry import register_runner
 from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train.base_model import base_params
 from jaxlvlm.train.checkpoint import RoundCheckpoints
-from jaxlvlm.train.fingerprint import check_fingerprint, fingerprint
+from jaxlvlm.train.fingerprint import (
+    EVALUATION,
+    PLACEMENT,
+    READING,
+    check_fingerprint,
+    fingerprint,
+)
 from jaxlvlm.train.phase import run_phase, scores_vector
 from jaxlvlm.train.phase_config import phase_config, task_specs
 
 SUMMARY_FILE = "summary.json"
 
-# Config sections that do not change what the rounds train; evaluation keys are added back for the
-# finished-run check (scores depend on them).
-NOT_TRAINING = (
-    "mesh",
-    "distributed",
-    "train",
-    "eval",
-    "data.eval_sources",
-    "data.eval_batch_size",
-    "data.read_threads",
-    "data.prefetch",
-    "data.worker_count",
-)
-EVALUATION = ("eval", "data.eval_sources", "data.eval_batch_size")
+# Config sections that do not change what the rounds train (the rounds do not read train.*);
+# evaluation keys are added back for the finished-run check (scores depend on them).
+NOT_TRAINING = (*PLACEMENT, "train", *EVALUATION, *READING)
 
 
 def run_fingerprint(config, s: FederatedSettings, *, evaluation: bool = False) -> dict:

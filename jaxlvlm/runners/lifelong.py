@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from jaxlvlm.eval import plots
-from jaxlvlm.eval.continual_metrics import relative_gain
+from jaxlvlm.eval.continual_metrics import final_row_summary, relative_gain
 from jaxlvlm.files import read_json, write_json_atomic
 from jaxlvlm.methods.adapt_inf import pipeline as PL
 from jaxlvlm.methods.adapt_inf.settings import LifelongSettings
@@ -166,15 +166,7 @@ def _joint(config, workdir, tasks, params0, b, s: LifelongSettings) -> dict:
     c = phase_config(config, sources, steps, tasks, freeze=PL.FROZEN, lora=True)
     res = run_phase(c, os.path.join(workdir, "joint"), init_params=params0, need_state=False)
     final = scores_vector(res.scores, tasks)
-    return {
-        "approach": "joint",
-        "tasks": tasks,
-        "final": final.tolist(),
-        "base": None if b is None else np.asarray(b).tolist(),
-        "ACC": float(final.mean()),
-        "train_steps": steps,
-        "wall_s": res.wall_s,
-    }
+    return final_row_summary(tasks, final, b, res.wall_s, train_steps=steps)
 
 
 def _summary(s: LifelongSettings, tasks, a, b, wall, log) -> dict:

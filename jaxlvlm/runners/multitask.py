@@ -211,16 +211,11 @@ def _cotbal_section(workdir: str, task_names: list[str], cb: dict) -> list[str]:
     ]
     lines += plots.markdown_table(["task", "c_out", "c_in", "D", "lambda"], rows) + [""]
     if "C" in cb:
-        png = plots.plot_matrix(
-            np.asarray(cb["C"]),
-            task_names,
-            task_names,
-            os.path.join(workdir, "contribution.png"),
-            title="contribution C[i, j]",
-            xlabel="helped task j",
-            ylabel="probe task i",
+        path = os.path.join(workdir, "contribution.png")
+        axes = ("probe task i", "helped task j")
+        lines += plots.task_matrix_lines(
+            np.asarray(cb["C"]), task_names, path, "contribution C[i, j]", axes
         )
-        lines += [f"![contribution]({png})", ""]
     if "probe_wall_s" in cb:
         lines += [
             f"Probe phase: {cb['probe_wall_s']:.1f} s in total (training + validation), "

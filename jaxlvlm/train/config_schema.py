@@ -55,6 +55,50 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return out
 
 
+def _vision(image_size, patch_size, hidden, ff, layers, heads) -> dict:
+    return dict(
+        style="clip",
+        image_size=image_size,
+        patch_size=patch_size,
+        hidden_size=hidden,
+        intermediate_size=ff,
+        num_layers=layers,
+        num_heads=heads,
+    )
+
+
+def _text(hidden, ff, layers, heads, kv_heads, vocab_size=0, max_positions=512) -> dict:
+    return dict(
+        arch="llama",
+        vocab_size=vocab_size,  # 0 = the tokenizer's vocabulary size
+        hidden_size=hidden,
+        intermediate_size=ff,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        max_position_embeddings=max_positions,
+    )
+
+
+# The model shapes the configs and tests use, in one place: (vision dict, text dict).
+#   default: base_config()'s small LVLM; small: the recipes' built-in-suite LVLM (CLIP-style ViT,
+#   2 layers, width 128, 32-pixel images, 16 image tokens -> Llama-style decoder, 3 layers, width
+#   128, GQA); test: the tiny model of the 'test' shrink (CPU tests).
+MODEL_SIZES = {
+    "default": (_vision(32, 8, 64, 128, 2, 4), _text(64, 128, 2, 4, 2)),
+    "small": (_vision(32, 8, 128, 256, 2, 4), _text(128, 384, 3, 4, 2)),
+    "test": (_vision(16, 8, 32, 64, 1, 2), _text(32, 64, 2, 2, 1)),
+}
+
+
+def set_model_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+    """Sets config.model.vision / .text to the shapes of MODEL_SIZES[size]; returns ``c``."""
+    vision, text = MODEL_SIZES[size]
+    c.model.vision = dict(vision)
+    c.model.text = dict(text)
+    return c
+
+
 def base_config() -> ml_collections.ConfigDict:
     """The complete schema of a jaxlvlm run with defaults (a small LVLM on the built-in suite)."""
     c = ml_collections.ConfigDict()
@@ -64,25 +108,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Model: jaxlvlm.models.config.LVLMConfig as nested dicts.
     c.model = ml_collections.ConfigDict()
-    c.model.vision = dict(
-        style="clip",
-        image_size=32,
-        patch_size=8,
-        hidden_size=64,
-        intermediate_size=128,
-        num_layers=2,
-        num_heads=4,
-    )
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=0,  # 0 = the tokenizer's vocabulary size
-        hidden_size=64,
-        intermediate_size=128,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        max_position_embeddings=512,
-    )
+    c.model.vision, c.model.text = (dict(d) for d in MODEL_SIZES["default"])
     c.model.connector = "mlp2x_gelu"
     c.model.connector_kwargs = {}
     c.model.image_token_id = -1  # -1 = the tokenizer's '<image>' token id
@@ -190,25 +216,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 def shrink_for_test(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The 'test' shrink: a tiny model and a 2-step run that compiles few shapes (CPU tests)."""
-    c.model.vision = dict(
-        style="clip",
-        image_size=16,
-        patch_size=8,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=1,
-        num_heads=2,
-    )
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=0,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=2,
-        num_heads=2,
-        num_kv_heads=1,
-        max_position_embeddings=512,
-    )
+    set_model_size(c, "test")
     c.data.buckets = (128,)
     c.data.global_batch_size = 8
     c.data.eval_batch_size = 8

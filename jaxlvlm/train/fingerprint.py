@@ -13,16 +13,17 @@ from typing import Any
 
 from jaxlvlm.errors import ConfigError
 
-# Keys that never change what a phase trains (dotted prefixes): resuming with other values is fine.
+# Keys (dotted prefixes) that change only evaluation, how data is read, or where the run is placed
+# (a resume may land on another slice: orbax reshards, the math is the same).
+EVALUATION = ("eval", "data.eval_sources", "data.eval_batch_size")
+READING = ("data.read_threads", "data.prefetch", "data.worker_count")
+PLACEMENT = ("distributed", "mesh")
+
+# Keys that never change what a phase trains: resuming with other values is fine.
 PHASE_IGNORED = (
-    "distributed",
-    "mesh",  # a resume may land on another slice: orbax reshards, the math is the same
-    "eval",
-    "data.eval_sources",
-    "data.eval_batch_size",
-    "data.read_threads",
-    "data.prefetch",
-    "data.worker_count",
+    *PLACEMENT,
+    *EVALUATION,
+    *READING,
     "train.halt_after_steps",
     "train.progress_bar",
     "train.log_every",

@@ -17,11 +17,13 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from jaxlvlm.convert import load_converted
+from jaxlvlm.convert.api import read_converted_meta
 from jaxlvlm.data.pipeline import DataConfig, ImageConfig, make_eval_batches
 from jaxlvlm.data.tokenizer import load_tokenizer, pad_token_id
+from jaxlvlm.errors import ConversionError
 from jaxlvlm.eval.evaluate import evaluate, make_generate_fn
 from jaxlvlm.eval.report import write_report
-from jaxlvlm.models.config import LVLMConfig, RuntimeConfig, TextConfig, config_from_dict
+from jaxlvlm.models.config import LVLMConfig, RuntimeConfig, TextConfig
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.lora import lora_to_lowrank
 from jaxlvlm.train.metrics import read_metrics
@@ -76,16 +78,10 @@ def task_names_from(data_cfg) -> list[str]:
 
 def read_model_config(init_from: str) -> tuple[LVLMConfig | TextConfig, bool | None]:
     """(model config, whether its params are stored layer-scanned) of a converted checkpoint."""
-    path = os.path.join(init_from, "model_config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"config.init_from={init_from!r}: no model_config.json there; convert a checkpoint "
-            "with tools/convert_checkpoint.py first"
-        )
-    with open(path) as f:
-        d = json.load(f)
-    scanned = d.pop("scan_layers", None)
-    return config_from_dict(d), scanned
+    try:
+        return read_converted_meta(init_from)
+    except ConversionError as e:
+        raise FileNotFoundError(f"config.init_from={init_from!r}: {e}") from e
 
 
 def prepare_run(config, workdir: str) -> Run:

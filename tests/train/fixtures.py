@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxlvlm.train.config_schema import base_config
+from jaxlvlm.train.config_schema import base_config, set_model_size
 
 VOCAB = 64
 IMAGE_TOKEN = 3
@@ -10,24 +10,10 @@ IMAGE_TOKEN = 3
 
 def tiny_config(**train):
     c = base_config()
-    c.model.vision = dict(
-        style="clip",
-        image_size=16,
-        patch_size=8,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=1,
-        num_heads=2,
-    )
+    set_model_size(c, "test")
+    # Four query heads over two KV heads (GQA) and a fixed vocabulary, unlike the 'test' shrink.
     c.model.text = dict(
-        arch="llama",
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        max_position_embeddings=64,
+        c.model.text, num_heads=4, num_kv_heads=2, vocab_size=VOCAB, max_position_embeddings=64
     )
     c.model.image_token_id = IMAGE_TOKEN
     c.optim.warmup_steps = 0
