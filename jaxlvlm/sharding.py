@@ -7,6 +7,7 @@ them to the mesh axes ('data', 'fsdp', 'tensor'). Batches are sharded over ('dat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -113,3 +114,35 @@ def sharded_fraction(params) -> float:
         if sharding is not None and not sharding.is_fully_replicated:
             split += nbytes
     return split / max(total, 1)
+
+
+def opt_state_shardings(abstract_opt_state: Any, trainable_shardings: Any, mesh: Mesh) -> Any:
+    """Each optimizer-state leaf takes the sharding of the parameter whose path ends its own path
+    (Adam's mu/nu mirror the parameter tree); counters and the like are replicated."""
+    by_path = {
+        tuple(path): s for path, s in jax.tree_util.tree_flatten_with_path(trainable_shardings)[0]
+    }
+    rep = replicated(mesh)
+
+    def pick(path, leaf):
+        path = tuple(path)
+        for start in range(len(path)):
+            hit = by_path.get(path[start:])
+            if hit is not None:
+                return hit
+        return rep
+
+    return jax.tree_util.tree_map_with_path(pick, abstract_opt_state)
+
+
+def replicated_like(tree: Any, mesh: Mesh) -> Any:
+    rep = replicated(mesh)
+    return jax.tree_util.tree_map(lambda _: rep, tree)
+
+
+def abstract_like(tree: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs of ``tree`` carrying ``shardings``: what a restore or an AOT lowering
+    needs to place arrays right without materialising them."""
+    return jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+    )

@@ -54,13 +54,6 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-def abstract_like(tree: PyTree, shardings: PyTree) -> PyTree:
-    """ShapeDtypeStructs carrying ``shardings``: what a restore needs to place arrays right."""
-    return jax.tree_util.tree_map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
-    )
-
-
 class FaultTolerantCheckpoints:
     """An orbax CheckpointManager in ``directory`` under the fault policy of the module docstring."""
 

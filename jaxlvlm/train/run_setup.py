@@ -124,12 +124,8 @@ def prepare_run(config, workdir: str) -> Run:
 
 def load_init_params(run: Run, setup: S.StateSetup) -> Any:
     """Parameters of config.init_from, read straight into their shardings."""
-    abstract = jax.tree_util.tree_map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        setup.abstract.params,
-        setup.param_shardings,
-    )
-    _, params = load_converted(run.config.init_from, abstract_params=abstract)
+    # setup.abstract carries the planned shardings: the arrays are born where they belong.
+    _, params = load_converted(run.config.init_from, abstract_params=setup.abstract.params)
     return params
 
 

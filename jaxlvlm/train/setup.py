@@ -19,7 +19,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from jaxlvlm import sharding as shd
-from jaxlvlm.data import batch as B
+from jaxlvlm.models.apply import apply_batch
 from jaxlvlm.models.config import (
     LVLMConfig,
     RuntimeConfig,
@@ -27,9 +27,8 @@ from jaxlvlm.models.config import (
     lvlm_config_from_dict,
     runtime_config_from_dict,
 )
-from jaxlvlm.train.lora import init_lora, lora_to_lowrank
+from jaxlvlm.train.lora import init_lora, lowrank_of
 from jaxlvlm.train.optimizer import frozen_mask, make_optimizer
-from jaxlvlm.train.shardings import opt_state_shardings, replicated_like
 from jaxlvlm.train.state import TrainState
 from jaxlvlm.train.step import make_train_step
 
@@ -94,21 +93,8 @@ def make_forward(model: nn.Module, lora_alpha: float, compute_logits: bool = Tru
 
     def forward(params, lora, batch, method_state, rng):
         del method_state, rng
-        lowrank = None
-        if lora:
-            rank = next(iter(lora.values()))["a"].shape[-1]
-            lowrank = lora_to_lowrank(lora, lora_alpha, rank)
-        kwargs = {}
-        if B.PIXEL_VALUES in batch:
-            kwargs = {"pixel_values": batch[B.PIXEL_VALUES], "num_images": batch[B.NUM_IMAGES]}
-        return model.apply(
-            {"params": params},
-            batch[B.INPUT_IDS],
-            batch[B.ATTENTION_MASK],
-            lowrank=lowrank,
-            compute_logits=compute_logits,
-            **kwargs,
-        )
+        lowrank = lowrank_of(lora, lora_alpha)
+        return apply_batch(model, params, batch, lowrank=lowrank, compute_logits=compute_logits)
 
     return forward
 
@@ -166,7 +152,7 @@ def plan_train_state(
     tx, labels, schedule = make_optimizer(trainable, config.optim, config.train.steps)
     trainable_shardings = {
         "params": param_shardings,
-        "lora": replicated_like(abstract_lora, mesh),
+        "lora": shd.replicated_like(abstract_lora, mesh),
     }
     method_state = jax.tree_util.tree_map(jnp.asarray, method_state or {})
     rep = shd.replicated(mesh)
@@ -189,15 +175,11 @@ def plan_train_state(
         step=rep,
         params=param_shardings,
         lora=trainable_shardings["lora"],
-        opt_state=opt_state_shardings(abstract_state.opt_state, trainable_shardings, mesh),
+        opt_state=shd.opt_state_shardings(abstract_state.opt_state, trainable_shardings, mesh),
         rng=rep,
-        method_state=replicated_like(method_state, mesh),
+        method_state=shd.replicated_like(method_state, mesh),
     )
-    abstract = jax.tree_util.tree_map(
-        lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
-        abstract_state,
-        shardings,
-    )
+    abstract = shd.abstract_like(abstract_state, shardings)
 
     def create(params: Any = None) -> TrainState:
         with mesh, nn.logical_axis_rules(list(rules)):
