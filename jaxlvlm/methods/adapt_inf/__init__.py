@@ -3,7 +3,12 @@
 from jaxlvlm.methods.adapt_inf.ccs import ccs_top_down, selection_priority, trim_thresholds
 from jaxlvlm.methods.adapt_inf.cluster_report import format_task_cluster_table, task_cluster_counts
 from jaxlvlm.methods.adapt_inf.clustering import ClusterResult, cluster_step
-from jaxlvlm.methods.adapt_inf.elbow import choose_elbow, elbow_curve, format_elbow
+from jaxlvlm.methods.adapt_inf.elbow import (
+    choose_elbow,
+    elbow_curve,
+    format_elbow,
+    resolve_num_clusters,
+)
 from jaxlvlm.methods.adapt_inf.kmeans import (
     KMeansState,
     assign,
@@ -34,6 +39,7 @@ from jaxlvlm.methods.adapt_inf.selection import (
     ccs_sample,
     choose_scorers,
     cluster_budgets,
+    cluster_masks,
     hist_entropy,
     random_select,
     scorer_entropies,
@@ -61,6 +67,7 @@ __all__ = [
     "choose_elbow",
     "choose_scorers",
     "cluster_budgets",
+    "cluster_masks",
     "cluster_redundancy",
     "cluster_step",
     "drop_image_tokens",
@@ -81,6 +88,7 @@ __all__ = [
     "rademacher_project",
     "random_select",
     "reseed_empty",
+    "resolve_num_clusters",
     "sample_vectors",
     "score_batch",
     "scorer_entropies",

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlvlm.methods.adapt_inf.clustering import AUTHORS_BATCH_SIZE, cluster_step
+from jaxlvlm.methods.adapt_inf.settings import AdaptInfSettings
 
 
 def elbow_curve(
@@ -61,3 +62,19 @@ def format_elbow(curve: dict[str, np.ndarray]) -> list[str]:
         f"K={int(k)}: WSS={w:.4f}, sum of distances={s:.4f}"
         for k, w, s in zip(curve["k"], curve["wss"], curve["wsd"], strict=True)
     ]
+
+
+def resolve_num_clusters(
+    u: jax.Array, valid: jax.Array, settings: AdaptInfSettings, key: jax.Array
+) -> tuple[int, dict[str, np.ndarray] | None]:
+    """K for this step: settings.clusters, or the elbow of ``elbow_ks`` when it is 'elbow'.
+
+    K never exceeds the number of valid rows. Returns (K, the elbow curve or None) so the caller
+    can log the curve (format_elbow).
+    """
+    n = int(np.asarray(valid).sum())
+    if settings.clusters != "elbow":
+        return max(1, min(int(settings.clusters), n)), None
+    ks = [k for k in settings.elbow_ks if k <= n] or [max(1, n)]
+    curve = elbow_curve(u, valid, ks, key, settings.kmeans_iters, settings.kmeans_batch)
+    return choose_elbow(curve["k"], curve["wss"]), curve

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxlvlm.methods.adapt_inf.ccs import ccs_top_down, selection_priority
-from jaxlvlm.methods.adapt_inf.selection import cluster_budgets, scorer_entropies
+from jaxlvlm.methods.adapt_inf.selection import cluster_budgets, cluster_masks, scorer_entropies
 from jaxlvlm.methods.adapt_inf.settings import AdaptInfSettings
 
 
@@ -45,7 +45,7 @@ def select_stacked(
     settings: AdaptInfSettings,
 ) -> PoolSelection:
     """select_pool on scores [S, n] already stacked in the order of settings.scorers."""
-    cluster_mask = (labels[None, :] == jnp.arange(num_clusters)[:, None]) & valid[None, :]
+    cluster_mask = cluster_masks(labels, valid, num_clusters)
     sizes = jnp.sum(cluster_mask, axis=1)
     budgets = cluster_budgets(sizes, budget, rule=settings.budget_rule)
     entropy = scorer_entropies(

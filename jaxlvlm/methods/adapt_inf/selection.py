@@ -77,6 +77,11 @@ def hist_entropy(
     return -jnp.sum(p * jnp.log2(p))
 
 
+def cluster_masks(labels: jax.Array, valid: jax.Array, num_clusters: int) -> jax.Array:
+    """[K, n] bool: row k marks the valid rows of cluster k. labels [n], valid [n]."""
+    return (labels[None, :] == jnp.arange(num_clusters)[:, None]) & valid[None, :]
+
+
 def scorer_entropies(
     scores: jax.Array,
     labels: jax.Array,
@@ -86,7 +91,7 @@ def scorer_entropies(
     edges: str = "z",
 ) -> jax.Array:
     """hist_entropy of every scorer in every cluster: scores [S, n] -> [K, S] bits."""
-    cluster_mask = (labels[None, :] == jnp.arange(num_clusters)[:, None]) & valid[None, :]
+    cluster_mask = cluster_masks(labels, valid, num_clusters)
     one = lambda s, m: hist_entropy(s, m, bins, edges=edges)  # noqa: E731
     return jax.vmap(lambda m: jax.vmap(lambda s: one(s, m))(scores))(cluster_mask)
 
@@ -225,7 +230,7 @@ def select_samples(
     (selected [n] bool with exactly min(budget, sum(valid)) rows, scorer index per cluster [K],
     budgets [K]). ``fixed_scorer`` >= 0 uses that scorer everywhere (single-scorer baselines).
     """
-    cluster_mask = (labels[None, :] == jnp.arange(num_clusters)[:, None]) & valid[None, :]
+    cluster_mask = cluster_masks(labels, valid, num_clusters)
     sizes = jnp.sum(cluster_mask, axis=1)
     budgets = cluster_budgets(sizes, budget)
     chosen = choose_scorers(scores, labels, valid, num_clusters, bins)

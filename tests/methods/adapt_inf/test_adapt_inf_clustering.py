@@ -17,6 +17,7 @@ from jaxlvlm.methods.adapt_inf import (
     lloyd_step_events,
     normalize_rows,
     rademacher_project,
+    resolve_num_clusters,
     task_cluster_counts,
     zero_image,
 )
@@ -107,3 +108,15 @@ def test_zero_image_keeps_tokens_and_zeroes_pixels():
     out = zero_image(batch)
     np.testing.assert_array_equal(out["input_ids"], batch["input_ids"])
     assert float(jnp.abs(out["pixel_values"]).sum()) == 0.0
+
+
+def test_resolve_num_clusters_fixed_and_elbow():
+    g, _ = _blobs(n_per=30, k=3, d=8, seed=4)
+    valid = np.ones(len(g), bool)
+    key = jax.random.PRNGKey(0)
+    k, curve = resolve_num_clusters(jnp.asarray(g), valid, AdaptInfSettings(clusters=10), key)
+    assert (k, curve) == (10, None)
+    k, curve = resolve_num_clusters(
+        jnp.asarray(g), valid, AdaptInfSettings(clusters="elbow", elbow_ks=(2, 3, 4, 5, 6)), key
+    )
+    assert k == 3 and list(curve["k"]) == [2, 3, 4, 5, 6]
