@@ -115,7 +115,10 @@ def delta_I_E(
     """CoTBal's improvement and imbalance relative to single-task models (METHODS 1(e), 5.1).
 
     I_i = s_i (a[i] - a_stl[i]) / |a_stl[i]| * 100 with s_i = +1 (higher better) or -1;
-    dI = mean_i I_i; dE = mean_i max(0, -I_i). A zero STL score makes I_i (and the means) NaN.
+    dI = mean_i I_i (the mean relative change);
+    dE = mean_i max(0, -I_i): the mean over ALL tasks of the relative DROP below the single-task
+    model, a task at or above its STL score counting 0. It is not the mean absolute relative
+    change: gains never enter dE. A zero STL score makes I_i (and the means) NaN.
 
     Args:
       a: [T] scores of the evaluated model; a_stl: [T] single-task scores; higher_better: [T] bool.

@@ -4,10 +4,23 @@ From probe-model validation scores to static per-task weights:
 
   V [T, T]   V[i, j] = score on task j of the probe trained on task i (+ mini subsets of the others)
   v0 [T]     v0[j]   = score on task j of the mini model
-  C  = contribution(V, v0)                       eq. (1), with the guards of 1(g)
-  c_out, c_in = out_in_contributions(C)          eq. (2)
+  C  = contribution(V, v0)                       eq. (1); NaN columns where undefined
+  c_out, c_in = out_in_contributions(C)          eq. (2), with the fallback below
   D  = difficulty(V, v0)                         eq. (3)
   lam = cotbal_weights(c_out, c_in, D, tau, alphas)   eqs. (4)-(5)
+
+Tasks with a fixed weight of 1 (text-only data such as ShareGPT) take no part at all: the authors'
+``weighting_visatb.py`` weights the 7 balanced Academic tasks from 7-entry c_out / c_in / r
+vectors, so the fixed task has no probe and no row or column in C. ``weights_from_scores`` drops
+them from V, v0 before (1)-(5) and gives them exactly 1.
+
+A probe that does not improve its own task (V[j, j] - v0[j] <= max(1e-3 |v0[j]|, 1e-8)) leaves
+column j of C undefined (eq. 1 divides by that gain). Such a column is NaN, not a clipped number;
+the fallback ([O]): c_out averages only the defined columns, and the task's c_in, which would come
+from its column alone, is set to the mean c_in of the tasks whose column is defined, so its inward
+weight is the typical one (no up- or down-weighting from a non-measurement). ``weights_from_scores``
+returns which tasks fell back ('undefined') with their V[j, j] and v0[j]; ``fallback_lines`` words
+it for the log and the report.
 
 and the token-level weighted LM loss that uses them (eq. 6, "VITW"): ``vitw_loss``.
 All functions take and return jax arrays and are jit/vmap friendly; nothing here does I/O.
@@ -19,9 +32,13 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-# 1(g): a task that does not improve with its own data has a denominator near zero or negative;
-# floor it relative to the mini-model score so C stays finite, then clip C to a sane range.
+from jaxlvlm.methods.cotbal_mix import mixed_weights
+from jaxlvlm.methods.cotbal_mix import tempered_weights as tempered_weights  # public here too
+from jaxlvlm.methods.cotbal_tau import resolve_temperature as resolve_temperature  # public here
+
+# 1(g): a task whose own-data gain is not above this floor has an undefined column in C.
 DENOM_REL_FLOOR = 1e-3
 # Absolute floor on top of the relative one, for the degenerate case v0[j] == 0.
 DENOM_ABS_FLOOR = 1e-8
@@ -40,11 +57,23 @@ def orient_scores(scores: jax.Array, higher_better: jax.Array | None) -> jax.Arr
     return scores * sign
 
 
+def undefined_columns(V: jax.Array, v0: jax.Array) -> jax.Array:
+    """[T] bool: tasks whose probe does not improve them, V[j, j] - v0[j] <= max(1e-3 |v0[j]|, 1e-8).
+
+    Their column of C (eq. 1) is undefined. V: [T, T]; v0: [T] (higher is better).
+    """
+    V = jnp.asarray(V, jnp.float32)
+    v0 = jnp.asarray(v0, jnp.float32)
+    _check_square(V, v0)
+    floor = jnp.maximum(DENOM_REL_FLOOR * jnp.abs(v0), DENOM_ABS_FLOOR)
+    return jnp.diagonal(V) - v0 <= floor
+
+
 def contribution(V: jax.Array, v0: jax.Array) -> jax.Array:
     """Inter-task contribution matrix, eq. (1): C[i, j] = (V[i, j] - v0[j]) / (V[j, j] - v0[j]).
 
-    The denominator is floored at max(1e-3 * |v0[j]|, 1e-8) and C is clipped to [-1, 2] (1(g)).
-    The diagonal is 1 whenever the task improves with its own data; it is never used downstream.
+    Columns of ``undefined_columns`` are NaN; defined entries are clipped to [-1, 2] ([O], a tiny
+    positive gain must not dominate). The diagonal is 1 where defined; it is never used downstream.
 
     Args:
       V: [T, T] probe scores (row = probe model i, column = evaluated task j), higher is better.
@@ -54,18 +83,26 @@ def contribution(V: jax.Array, v0: jax.Array) -> jax.Array:
     """
     V = jnp.asarray(V, jnp.float32)
     v0 = jnp.asarray(v0, jnp.float32)
-    _check_square(V, v0)
-    floor = jnp.maximum(DENOM_REL_FLOOR * jnp.abs(v0), DENOM_ABS_FLOOR)
-    denom = jnp.maximum(jnp.diagonal(V) - v0, floor)
-    C = (V - v0[None, :]) / denom[None, :]
-    return jnp.clip(C, *CONTRIBUTION_CLIP)
+    undefined = undefined_columns(V, v0)
+    denom = jnp.where(undefined, 1.0, jnp.diagonal(V) - v0)
+    C = jnp.clip((V - v0[None, :]) / denom[None, :], *CONTRIBUTION_CLIP)
+    return jnp.where(undefined[None, :], jnp.nan, C)
+
+
+def _nanmean_or(x: jax.Array, fallback: jax.Array) -> jax.Array:
+    ok = ~jnp.isnan(x)
+    count = ok.sum()
+    return jnp.where(count > 0, jnp.where(ok, x, 0.0).sum() / jnp.maximum(count, 1), fallback)
 
 
 def out_in_contributions(C: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Outward and inward contributions, eq. (2), excluding the diagonal.
+    """Outward and inward contributions, eq. (2), excluding the diagonal and undefined (NaN) columns.
 
-    c_out[i] = mean_{j != i} C[i, j] (how much task i helps the others);
+    c_out[i] = mean over defined j != i of C[i, j] (how much task i helps the others);
     c_in[i]  = mean_{j != i} C[j, i] (how much task i is helped by the others).
+    Fallbacks (module docstring): a task with an undefined column gets the mean c_in of the
+    defined tasks; a c_out with no defined column to average gets the mean of the other c_out;
+    with nothing defined at all, both are 0 (uniform weights).
 
     Args:
       C: [T, T] with T >= 2.
@@ -78,9 +115,11 @@ def out_in_contributions(C: jax.Array) -> tuple[jax.Array, jax.Array]:
         raise ValueError(f"contribution matrix must be square [T, T], got shape {C.shape}")
     if T < 2:
         raise ValueError("out/in contributions need at least 2 tasks (they average over j != i)")
-    off = 1.0 - jnp.eye(T, dtype=C.dtype)
-    c_out = (C * off).sum(axis=1) / (T - 1)
-    c_in = (C * off).sum(axis=0) / (T - 1)
+    off = jnp.where(jnp.eye(T, dtype=bool), jnp.nan, C)
+    c_out = jax.vmap(lambda row: _nanmean_or(row, jnp.nan))(off)
+    c_in = jax.vmap(lambda col: _nanmean_or(col, jnp.nan))(off.T)
+    c_out = jnp.where(jnp.isnan(c_out), _nanmean_or(c_out, 0.0), c_out)
+    c_in = jnp.where(jnp.isnan(c_in), _nanmean_or(c_in, 0.0), c_in)
     return c_out, c_in
 
 
@@ -100,27 +139,6 @@ def difficulty(V: jax.Array, v0: jax.Array) -> jax.Array:
     own = jnp.diagonal(V)
     own = jnp.where(jnp.abs(own) < DENOM_ABS_FLOOR, DENOM_ABS_FLOOR, own)
     return 1.0 - v0 / own
-
-
-def tempered_weights(scores: jax.Array, tau: float, balanced: jax.Array | None = None) -> jax.Array:
-    """T' * softmax(scores / tau) over the balanced tasks (mean 1 over them), 1.0 for the others.
-
-    Args:
-      scores: [T] (c_out, -c_in or D).
-      tau: temperature > 0.
-      balanced: [T] bool; False marks tasks with a fixed weight of 1 (text-only tasks such as
-        ShareGPT, METHODS 1(c)); None = all tasks balanced.
-    Returns:
-      [T] float32 weights.
-    """
-    scores = jnp.asarray(scores, jnp.float32)
-    if balanced is None:
-        balanced = jnp.ones(scores.shape, bool)
-    balanced = jnp.asarray(balanced, bool)
-    logits = jnp.where(balanced, scores / tau, -jnp.inf)
-    n_bal = balanced.sum().astype(jnp.float32)
-    w = n_bal * jax.nn.softmax(logits)
-    return jnp.where(balanced, w, 1.0)
 
 
 def cotbal_weights(
@@ -148,35 +166,73 @@ def cotbal_weights(
         raise ValueError(f"CoTBal alphas must sum to 1, got {tuple(alphas)}")
     if tau <= 0:
         raise ValueError(f"CoTBal temperature tau must be > 0, got {tau}")
-    lam_out = tempered_weights(c_out, tau, balanced)
-    lam_in = tempered_weights(-jnp.asarray(c_in, jnp.float32), tau, balanced)
-    lam_d = tempered_weights(D, tau, balanced)
-    return a_out * lam_out + a_in * lam_in + a_d * lam_d
+    return mixed_weights(c_out, c_in, D, tau, (a_out, a_in, a_d), balanced)
 
 
 def weights_from_scores(
     V: jax.Array,
     v0: jax.Array,
-    tau: float = 0.5,
+    tau: float | str = 0.5,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     higher_better: jax.Array | None = None,
     balanced: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """The whole chain (1)-(5) from raw probe scores.
+    """The whole chain (1)-(5) from raw probe scores, fixed-weight tasks left out.
 
     Args:
-      V: [T, T]; v0: [T]; higher_better: optional [T] bool (lower-better columns are negated);
-      balanced: optional [T] bool.
+      V: [T, T] over the full task list (rows / columns of fixed tasks are ignored, may be NaN);
+      v0: [T]; higher_better: optional [T] bool (lower-better columns are negated);
+      balanced: optional [T] bool, False = fixed weight 1 (no probe, no part in C, c_out, c_in, D);
+      tau: a temperature, or 'auto' (cotbal_tau.auto_temperature: the lowest tau that keeps every
+        weight in [0.5, 2.0]).
     Returns:
-      dict with C [T, T], c_out [T], c_in [T], D [T], lam [T].
+      dict over the full task list: C [T, T], c_out, c_in, D, lam [T] (NaN where a task is fixed,
+      lam = 1 there), tau (scalar used), undefined [T] bool (columns that fell back), own_gain [T]
+      = V[j, j] - v0[j] (oriented), own_score [T] = V[j, j], mini_score [T] = v0[j] (oriented).
     """
     V = orient_scores(jnp.asarray(V, jnp.float32), higher_better)
     v0 = orient_scores(jnp.asarray(v0, jnp.float32), higher_better)
-    C = contribution(V, v0)
+    _check_square(V, v0)
+    T = V.shape[0]
+    keep = np.ones(T, bool) if balanced is None else np.asarray(balanced, bool)
+    idx = np.flatnonzero(keep)
+    if len(idx) < 2:
+        raise ValueError(f"CoTBal needs at least 2 balanced tasks, got {len(idx)} of {T}")
+    Vb, v0b = V[np.ix_(idx, idx)], v0[idx]
+    C = contribution(Vb, v0b)
     c_out, c_in = out_in_contributions(C)
-    D = difficulty(V, v0)
-    lam = cotbal_weights(c_out, c_in, D, tau, alphas, balanced)
-    return {"C": C, "c_out": c_out, "c_in": c_in, "D": D, "lam": lam}
+    D = difficulty(Vb, v0b)
+    tau = resolve_temperature(tau, c_out, c_in, D, alphas)
+    lam = cotbal_weights(c_out, c_in, D, tau, alphas)
+
+    def full(x, fill):
+        return jnp.full((T,), fill, jnp.float32).at[idx].set(x)
+
+    return {
+        "C": jnp.full((T, T), jnp.nan, jnp.float32).at[np.ix_(idx, idx)].set(C),
+        "c_out": full(c_out, jnp.nan),
+        "c_in": full(c_in, jnp.nan),
+        "D": full(D, jnp.nan),
+        "lam": full(lam, 1.0),
+        "tau": jnp.asarray(tau, jnp.float32),
+        "undefined": jnp.zeros((T,), bool).at[idx].set(undefined_columns(Vb, v0b)),
+        "own_gain": full(jnp.diagonal(Vb) - v0b, jnp.nan),
+        "own_score": full(jnp.diagonal(Vb), jnp.nan),
+        "mini_score": full(v0b, jnp.nan),
+    }
+
+
+def fallback_lines(result: dict, task_names: Sequence[str]) -> list[str]:
+    """One log / report line per task whose column of C was undefined (weights_from_scores)."""
+    lines = []
+    for i in np.flatnonzero(np.asarray(result["undefined"])):
+        own, mini = float(result["own_score"][i]), float(result["mini_score"][i])
+        lines.append(
+            f"CoTBal: the probe of task {task_names[i]!r} does not improve it (V[i, i] = {own:.4g} "
+            f"<= v0[i] = {mini:.4g}, oriented higher-is-better), so its column of C is undefined: "
+            "it is left out of every c_out and its c_in is the mean c_in of the other tasks"
+        )
+    return lines
 
 
 def token_weights(mask: jax.Array, task: jax.Array, lam: jax.Array) -> jax.Array:

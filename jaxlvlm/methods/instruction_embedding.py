@@ -9,6 +9,9 @@ BERT, mean pooling over real tokens, L2 normalisation). The weights and tokenize
 Batches are padded to a few static shapes (batch rounded up to a power of two up to ``batch_size``,
 length to a power of two from 16 up to ``max_length``) so the jitted encoder compiles only a handful
 of times, whatever the number and length of the instructions.
+
+What to embed is the instruction only, not the decoded prompt with the chat template's role words:
+``prompt_markers`` / ``instruction_text`` (instruction_text.py, re-exported here) extract it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlvlm.methods.instruction_text import PromptMarkers as PromptMarkers
+from jaxlvlm.methods.instruction_text import instruction_text as instruction_text
+from jaxlvlm.methods.instruction_text import prompt_markers as prompt_markers
 from jaxlvlm.models.config import RuntimeConfig
 from jaxlvlm.models.sentence_encoder import BertConfig, encode_sentences
 

@@ -5,12 +5,21 @@ Every weighting produces a weight vector lam [T] that enters the VITW loss
 where lam comes from (METHODS.md 1(e)-(f)):
 
   ew      equal token weighting: lam = 1 (the plain LLaVA token mean)
-  tla     task-level loss average: lam[t] = (N / T_b) / N_t for the T_b tasks present in the batch
-          (N_t = answer tokens of task t, N = all), so (6) equals the mean over tasks of each task's
-          token-mean loss
-  dwa     dynamic weight average over windows of steps: lam = T softmax(r / temperature) with
-          r[t] = L_t(w-1) / L_t(w-2), the token-mean losses of the last two complete windows
-          (window 25, temperature 2 in the reference trainer); lam = 1 until two windows exist
+  tla     task-level loss average, as the reference trainer (VisATB weight_method.py,
+          EqualWeightingTaskBalancing): loss = (1/T) sum_t L_t over ALL T tasks, L_t the token-mean
+          loss of task t in the batch (0 for an absent task). As token weights: lam[t] = N / (T N_t)
+          (N_t = answer tokens of task t, N = all) with the loss divided by N, the plain token
+          count, NOT by sum(lam m) (see tla_loss; a trainer must use that denominator for TLA)
+  dwa     dynamic weight average over a ROLLING window, as the reference trainer
+          (DynamicWeightAverage): a FIFO of the last 2W steps' per-task mean losses; from step
+          k > W on, lam = T softmax(r / temperature), r[t] = mean of the newest W / mean of the
+          oldest W (W = 25, temperature 2). The buffer starts at ones. The reference counts a task
+          absent from a step as a loss of 0 (get_mean_loss_wo_zero); that biases the window means
+          down with small batches, so by default an absent step is left out of the means (the
+          meaning of DWA's per-period average loss); dwa_absent_as_zero=True reproduces the
+          reference. ``weighted_task_loss`` follows the reference exactly (the step's own losses
+          enter the buffer before its weights are computed); the before_step/after_step path,
+          whose weights must exist before the forward pass, uses the buffer of the previous step
   rlw     random loss weighting: lam = T softmax(z), z ~ N(0, I) drawn per step from a key in the
           state folded with the step, so a resumed run draws the same weights
   cotbal  static weights from the probe phase, stored in the state
@@ -40,6 +49,7 @@ class WeightingConfig:
     num_tasks: int
     dwa_window: int = 25
     dwa_temperature: float = 2.0
+    dwa_absent_as_zero: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -80,13 +90,9 @@ def init_weighting_state(
     state = {"task_weights": w}
     if cfg.name == "dwa":
         state.update(
-            win_loss_sum=jnp.zeros((T,), jnp.float32),
-            win_tokens=jnp.zeros((T,), jnp.float32),
-            win_steps=jnp.zeros((), jnp.int32),
-            prev1=jnp.ones((T,), jnp.float32),
-            prev2=jnp.ones((T,), jnp.float32),
-            prev1_valid=jnp.zeros((T,), bool),
-            prev2_valid=jnp.zeros((T,), bool),
+            dwa_costs=jnp.ones((2 * cfg.dwa_window, T), jnp.float32),
+            dwa_present=jnp.zeros((2 * cfg.dwa_window, T), bool),
+            dwa_steps=jnp.zeros((), jnp.int32),
         )
     if cfg.name == "rlw":
         state["rng"] = jax.random.key_data(jax.random.PRNGKey(cfg.seed))
@@ -112,6 +118,57 @@ def per_task_sums(
     return loss_sum, tokens
 
 
+def tla_weights(mask: jax.Array, task: jax.Array, num_tasks: int) -> jax.Array:
+    """TLA token weights lam[t] = N / (T N_t) for present tasks (1 for absent ones): [T]."""
+    tokens = per_task_sums(jnp.zeros_like(mask, jnp.float32), mask, task, num_tasks)[1]
+    present = tokens > 0
+    w = tokens.sum() / (num_tasks * jnp.where(present, tokens, 1.0))
+    return jnp.where(present, w, 1.0)
+
+
+def tla_loss(nll: jax.Array, mask: jax.Array, task: jax.Array, num_tasks: int) -> jax.Array:
+    """(1/T) sum over all T tasks of the task's token-mean loss in the batch (absent tasks: 0).
+
+    = sum(lam[task] m nll) / sum(m) with lam = tla_weights. nll, mask: [B, L]; task: [B].
+    """
+    m = jnp.asarray(mask, jnp.float32)
+    lam = tla_weights(m, task, num_tasks)
+    w = jnp.take(lam, jnp.asarray(task, jnp.int32))[:, None] * m
+    den = jnp.sum(m)
+    return jnp.where(den > 0, jnp.sum(w * nll) / jnp.where(den > 0, den, 1.0), 0.0)
+
+
+def _dwa_push(state, loss_sum, tokens):
+    """The FIFO after one step: its per-task mean loss (0 and not present where absent)."""
+    present = tokens > 0
+    mean = jnp.where(present, loss_sum / jnp.where(present, tokens, 1.0), 0.0)
+    costs = jnp.concatenate([state["dwa_costs"][1:], mean[None]], axis=0)
+    flags = jnp.concatenate([state["dwa_present"][1:], present[None]], axis=0)
+    return costs, flags
+
+
+def _dwa_lam(cfg: WeightingConfig, costs, present, step) -> jax.Array:
+    """T softmax(r / temperature) from a [2W, T] buffer once step > W, else ones."""
+    w = cfg.dwa_window
+    if cfg.dwa_absent_as_zero:
+        count = jnp.ones_like(costs)
+    else:
+        count = present.astype(jnp.float32)
+    newer = (costs * count)[w:].sum(0), count[w:].sum(0)
+    older = (costs * count)[:w].sum(0), count[:w].sum(0)
+    # A task absent from the whole older half (its mean is 0 under dwa_absent_as_zero) would
+    # divide by zero, a NaN weight in the reference; its ratio is 1 instead.
+    ok = (newer[1] > 0) & (older[1] > 0) & (older[0] > 0)
+    ratio = jnp.where(
+        ok,
+        (newer[0] / jnp.maximum(newer[1], 1.0))
+        / jnp.where(ok, older[0] / jnp.maximum(older[1], 1.0), 1.0),
+        1.0,
+    )
+    lam = cfg.num_tasks * jax.nn.softmax(ratio / cfg.dwa_temperature)
+    return jnp.where(step > w, lam, jnp.ones_like(lam))
+
+
 def task_weights(
     cfg: WeightingConfig,
     state: dict[str, jax.Array],
@@ -119,12 +176,12 @@ def task_weights(
     task: jax.Array,
     step: jax.Array,
 ) -> jax.Array:
-    """The weights lam [T] for this batch (before the gradient step).
+    """The weights lam [T] for this batch, known before the forward pass (the before_step path).
 
     Args:
       cfg: the weighting; state: its method state; mask: [B, L] answer mask; task: [B]; step: scalar.
     Returns:
-      lam: [T] float32.
+      lam: [T] float32. DWA: from the buffer as of the previous step (module docstring).
     """
     T = cfg.num_tasks
     if cfg.name == "ew":
@@ -132,17 +189,9 @@ def task_weights(
     if cfg.name == "cotbal":
         return state["task_weights"]
     if cfg.name == "tla":
-        tokens = per_task_sums(jnp.zeros_like(mask, jnp.float32), mask, task, T)[1]
-        present = tokens > 0
-        n_present = jnp.maximum(present.sum(), 1).astype(jnp.float32)
-        total = tokens.sum()
-        w = total / (n_present * jnp.where(present, tokens, 1.0))
-        # Absent tasks have no tokens, so their weight never matters; 1 keeps the logged vector readable.
-        return jnp.where(present, w, 1.0)
+        return tla_weights(mask, task, T)
     if cfg.name == "dwa":
-        both = state["prev1_valid"] & state["prev2_valid"]
-        ratio = jnp.where(both, state["prev1"] / jnp.where(both, state["prev2"], 1.0), 1.0)
-        return T * jax.nn.softmax(ratio / cfg.dwa_temperature)
+        return _dwa_lam(cfg, state["dwa_costs"], state["dwa_present"], state["dwa_steps"])
     if cfg.name == "rlw":
         key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
         z = jax.random.normal(key, (T,), jnp.float32)
@@ -159,8 +208,7 @@ def update_weighting_state(
 ) -> dict[str, jax.Array]:
     """The state after a step that used weights ``lam`` on a batch with these per-task sums.
 
-    DWA folds the batch's per-task losses into the current window and, when the window is full,
-    shifts the window means (a task without tokens in a window keeps no valid mean for it).
+    DWA pushes the step's per-task mean losses into its rolling buffer.
 
     Args:
       loss_sum: [T] sum of answer-token NLL per task (constant; see per_task_sums, or the train
@@ -173,20 +221,8 @@ def update_weighting_state(
     if cfg.name != "dwa":
         return state
     loss_sum = jax.lax.stop_gradient(jnp.asarray(loss_sum, jnp.float32))
-    tokens = jnp.asarray(tokens, jnp.float32)
-    win_loss = state["win_loss_sum"] + loss_sum
-    win_tok = state["win_tokens"] + tokens
-    win_steps = state["win_steps"] + 1
-    full = win_steps >= cfg.dwa_window
-    seen = win_tok > 0
-    mean = win_loss / jnp.where(seen, win_tok, 1.0)
-    state["prev2"] = jnp.where(full, state["prev1"], state["prev2"])
-    state["prev2_valid"] = jnp.where(full, state["prev1_valid"], state["prev2_valid"])
-    state["prev1"] = jnp.where(full, jnp.where(seen, mean, 1.0), state["prev1"])
-    state["prev1_valid"] = jnp.where(full, seen, state["prev1_valid"])
-    state["win_loss_sum"] = jnp.where(full, 0.0, win_loss)
-    state["win_tokens"] = jnp.where(full, 0.0, win_tok)
-    state["win_steps"] = jnp.where(full, 0, win_steps).astype(jnp.int32)
+    state["dwa_costs"], state["dwa_present"] = _dwa_push(state, loss_sum, jnp.asarray(tokens))
+    state["dwa_steps"] = state["dwa_steps"] + 1
     return state
 
 
@@ -219,8 +255,10 @@ def weighted_task_loss(
     task: jax.Array,
     step: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
-    """Loss (6) with this weighting's lam for the batch.
+    """This weighting's loss for the batch, as the reference trainer computes it.
 
+    Loss (6) with lam, except TLA (tla_loss: divided by the token count, i.e. (1/T) sum_t L_t)
+    and DWA, whose weights include this step's own losses (the reference pushes them first).
     The weights are constants for the gradient (stop_gradient), as in the reference trainer.
 
     Args:
@@ -228,5 +266,13 @@ def weighted_task_loss(
     Returns:
       (loss scalar, lam [T]).
     """
-    lam = jax.lax.stop_gradient(task_weights(cfg, state, mask, task, step))
+    if cfg.name == "tla":
+        lam = tla_weights(mask, task, cfg.num_tasks)
+        return tla_loss(nll, mask, task, cfg.num_tasks), lam
+    if cfg.name == "dwa":
+        loss_sum, tokens = per_task_sums(jax.lax.stop_gradient(nll), mask, task, cfg.num_tasks)
+        costs, present = _dwa_push(state, loss_sum, tokens)
+        lam = jax.lax.stop_gradient(_dwa_lam(cfg, costs, present, state["dwa_steps"]))
+    else:
+        lam = jax.lax.stop_gradient(task_weights(cfg, state, mask, task, step))
     return vitw_loss(nll, mask, task, lam), lam

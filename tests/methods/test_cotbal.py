@@ -71,18 +71,61 @@ def test_weights_from_scores_matches_numpy_chain():
     )
 
 
-def test_contribution_guards_floor_and_clip():
-    # Task 1 gets worse with its own data (negative denominator): floored at 1e-3 * |v0|, clipped.
-    V = np.array([[0.6, 0.5], [0.55, 0.3]])
-    v0 = np.array([0.5, 0.4])
+def test_a_probe_that_does_not_improve_its_task_is_reported_not_clipped():
+    # Task 1 gets worse with its own data (V[1, 1] = 0.3 <= v0[1] = 0.4): column 1 is undefined.
+    V = np.array([[0.6, 0.5, 0.45], [0.55, 0.3, 0.5], [0.58, 0.42, 0.6]])
+    v0 = np.array([0.5, 0.4, 0.4])
     C = np.asarray(cotbal.contribution(V, v0))
-    assert np.all(np.isfinite(C))
-    assert C[0, 1] == 2.0  # (0.5 - 0.4) / 4e-4 = 250 -> clipped to 2
-    assert C[1, 1] == -1.0  # (0.3 - 0.4) / 4e-4 -> clipped to -1
-    np.testing.assert_allclose(C[1, 0], 0.05 / 0.1, rtol=1e-6)
-    # Zero mini score and no improvement: the absolute floor keeps C finite.
-    C0 = cotbal.contribution(np.zeros((2, 2)), np.zeros(2))
-    assert np.all(np.isfinite(np.asarray(C0)))
+    assert np.all(np.isnan(C[:, 1])) and np.all(np.isfinite(np.delete(C, 1, axis=1)))
+    out = cotbal.weights_from_scores(V, v0)
+    np.testing.assert_array_equal(np.asarray(out["undefined"]), [False, True, False])
+    # c_out averages the defined columns only; c_in[1] falls back to the mean of the others.
+    np.testing.assert_allclose(out["c_out"][0], C[0, 2], rtol=1e-6)
+    np.testing.assert_allclose(out["c_out"][2], C[2, 0], rtol=1e-6)
+    np.testing.assert_allclose(out["c_in"][1], (out["c_in"][0] + out["c_in"][2]) / 2, rtol=1e-6)
+    assert np.all(np.isfinite(np.asarray(out["lam"])))
+    (line,) = cotbal.fallback_lines(out, ["a", "b", "c"])
+    assert "'b'" in line and "0.3" in line and "0.4" in line
+    # Nothing improves: no contribution is measured, the inter-task weights are uniform.
+    flat = cotbal.weights_from_scores(np.full((3, 3), 0.5), np.full(3, 0.5))
+    assert np.asarray(flat["undefined"]).all()
+    np.testing.assert_allclose(flat["c_out"], 0.0)
+    np.testing.assert_allclose(flat["c_in"], 0.0)
+
+
+def test_fixed_task_is_left_out_of_C_and_D():
+    rng = np.random.default_rng(3)
+    v0 = rng.uniform(0.2, 0.4, 8)
+    V = v0[None, :] + rng.uniform(0.0, 0.3, (8, 8))
+    V[7, :] = np.nan  # no probe is trained for the fixed (text-only) task
+    V[:, 7] = rng.uniform(0.0, 1.0, 8)  # whatever its column holds must not matter
+    balanced = np.array([True] * 7 + [False])
+    full = cotbal.weights_from_scores(V, v0, balanced=balanced)
+    alone = cotbal.weights_from_scores(V[:7, :7], v0[:7])
+    assert float(full["lam"][7]) == 1.0
+    np.testing.assert_allclose(np.asarray(full["lam"][:7]), np.asarray(alone["lam"]), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(full["C"][:7, :7]), np.asarray(alone["C"]), rtol=1e-6)
+    for k in ("c_out", "c_in", "D"):
+        assert np.isnan(float(full[k][7]))
+    assert np.all(np.isnan(np.asarray(full["C"])[7])) and np.all(
+        np.isnan(np.asarray(full["C"])[:, 7])
+    )
+
+
+def test_auto_temperature_is_the_lowest_keeping_weights_in_bounds():
+    D = 1.0 - np.asarray(RATIO)
+    tau = cotbal.resolve_temperature("auto", C_OUT, C_IN, D, cotbal.DEFAULT_ALPHAS)
+    lam = np.asarray(cotbal.cotbal_weights(C_OUT, C_IN, D, tau))
+    assert lam.min() >= 0.5 - 1e-6 and lam.max() <= 2.0 + 1e-6
+    assert abs(lam.min() - 0.5) < 1e-4 or abs(lam.max() - 2.0) < 1e-4  # a bound is active
+    lower = np.asarray(cotbal.cotbal_weights(C_OUT, C_IN, D, tau * 0.99))
+    assert lower.min() < 0.5 or lower.max() > 2.0
+    # Published tau = 0.5 keeps Table 5 in bounds, so auto is below it.
+    assert tau < 0.5
+    out = cotbal.weights_from_scores(V3, V0_3, tau="auto")
+    assert float(out["tau"]) > 0 and np.all(np.asarray(out["lam"]) >= 0.5 - 1e-6)
+    with pytest.raises(ValueError, match="auto"):
+        cotbal.resolve_temperature("lowest", C_OUT, C_IN, D, cotbal.DEFAULT_ALPHAS)
 
 
 def test_lower_is_better_columns_are_negated():

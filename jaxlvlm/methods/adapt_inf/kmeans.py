@@ -4,6 +4,12 @@ The centroids are a pytree (``KMeansState``) that the lifelong runner keeps in i
 clusters survive a checkpoint and a resume is exact. Every function takes a ``valid`` mask so that
 padded rows of a fixed-size batch take no part. Large pools are clustered with the mini-batch
 variant (Sculley 2010: per-centre learning rate 1 / count), fed batch by batch from the host.
+
+No cluster is left empty: an empty cluster is re-seeded at the valid point farthest from its own
+centroid (taken from a cluster that keeps at least one point), the relocation scikit-learn's
+KMeans applies to empty clusters; every re-seed is counted and returned, so a caller can log it.
+Before this, an empty cluster kept its stale centre, and a pool warm-started from centroids of
+another random projection collapsed into the one cluster of smallest norm.
 """
 
 from __future__ import annotations
@@ -82,31 +88,90 @@ def _cluster_sums(x, labels, valid, num_clusters):
     return onehot.T @ x.astype(jnp.float32), jnp.sum(onehot, axis=0)
 
 
-@jax.jit
-def lloyd_step(state: KMeansState, x: jax.Array, valid: jax.Array) -> tuple[KMeansState, jax.Array]:
-    """One Lloyd iteration on x [n, d]: assign, move each centre to its mean.
+def reseed_empty(
+    x: jax.Array, valid: jax.Array, centroids: jax.Array, labels: jax.Array, sqdist: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Re-seeds every empty cluster at the farthest valid point of a cluster with >= 2 points.
 
-    An empty cluster keeps its centre. Returns (new state with counts = cluster sizes, inertia =
-    within-cluster sum of squared distances before the move).
+    x [n, d], valid [n] bool, centroids [K, d], labels [n] and sqdist [n] (from ``assign``) ->
+    (centroids [K, d], labels [n] with each moved point in its new cluster, reseeded [K] bool).
+    Clusters are visited in index order; a point is used at most once. A cluster stays empty
+    only when no donor is left (fewer distinct valid points than K).
+    """
+    k = centroids.shape[0]
+    sizes = jnp.zeros((k,), jnp.int32).at[labels].add(valid.astype(jnp.int32))
+
+    def visit(c, carry):
+        centroids, labels, sqdist, sizes, reseeded = carry
+        donor = valid & (sizes[labels] >= 2)
+        score = jnp.where(donor, sqdist, -1.0)
+        j = jnp.argmax(score)
+        move = (sizes[c] == 0) & (score[j] >= 0.0)
+        old = labels[j]
+        centroids = centroids.at[c].set(jnp.where(move, x[j].astype(jnp.float32), centroids[c]))
+        step = move.astype(jnp.int32)
+        sizes = sizes.at[old].add(-step).at[c].add(step)
+        labels = labels.at[j].set(jnp.where(move, c, old))
+        # The moved point sits on its new centre: distance 0, so it is never picked twice.
+        sqdist = sqdist.at[j].set(jnp.where(move, 0.0, sqdist[j]))
+        return centroids, labels, sqdist, sizes, reseeded.at[c].set(move)
+
+    init = (centroids.astype(jnp.float32), labels, sqdist, sizes, jnp.zeros((k,), bool))
+    centroids, labels, _, _, reseeded = jax.lax.fori_loop(0, k, visit, init)
+    return centroids, labels, reseeded
+
+
+@jax.jit
+def assign_nonempty(
+    x: jax.Array, valid: jax.Array, centroids: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Final labels with no empty cluster: assign, then re-seed empties.
+
+    x [n, d], valid [n], centroids [K, d] -> (labels [n] int32, centroids [K, d] (re-seeded rows
+    replaced), reseeded [K] bool).
+    """
+    labels, d = assign(x, centroids)
+    centroids, labels, reseeded = reseed_empty(x, valid, centroids, labels, d)
+    return labels, centroids, reseeded
+
+
+@jax.jit
+def lloyd_step_events(
+    state: KMeansState, x: jax.Array, valid: jax.Array
+) -> tuple[KMeansState, jax.Array, jax.Array]:
+    """One Lloyd iteration on x [n, d]: assign, re-seed empty clusters, move each centre to its mean.
+
+    Returns (new state with counts = cluster sizes, inertia = within-cluster sum of squared
+    distances of the assignment before the move, reseeded [K] bool).
     """
     labels, d = assign(x, state.centroids)
-    sums, sizes = _cluster_sums(x, labels, valid, state.centroids.shape[0])
-    new = jnp.where(sizes[:, None] > 0, sums / jnp.maximum(sizes, 1.0)[:, None], state.centroids)
-    return KMeansState(centroids=new, counts=sizes), jnp.sum(d * valid)
+    inertia = jnp.sum(d * valid)
+    centroids, labels, reseeded = reseed_empty(x, valid, state.centroids, labels, d)
+    sums, sizes = _cluster_sums(x, labels, valid, centroids.shape[0])
+    new = jnp.where(sizes[:, None] > 0, sums / jnp.maximum(sizes, 1.0)[:, None], centroids)
+    return KMeansState(centroids=new, counts=sizes), inertia, reseeded
+
+
+@jax.jit
+def lloyd_step(state: KMeansState, x: jax.Array, valid: jax.Array) -> tuple[KMeansState, jax.Array]:
+    """``lloyd_step_events`` without the re-seed flags: (new state, inertia)."""
+    new, inertia, _ = lloyd_step_events(state, x, valid)
+    return new, inertia
 
 
 @functools.partial(jax.jit, static_argnames=("num_clusters", "iters"))
 def kmeans(
     x: jax.Array, valid: jax.Array, num_clusters: int, iters: int, key: jax.Array
 ) -> tuple[KMeansState, jax.Array, jax.Array]:
-    """Full-batch k-means: k-means++ init then ``iters`` Lloyd steps.
+    """Full-batch k-means: k-means++ init then ``iters`` Lloyd steps, no cluster left empty.
 
     x [n, d], valid [n] -> (state, labels [n] int32, inertia scalar after the last step).
     """
     state = init_state(kmeans_plusplus(x, valid, num_clusters, key))
     state = jax.lax.fori_loop(0, iters, lambda _, s: lloyd_step(s, x, valid)[0], state)
-    labels, d = assign(x, state.centroids)
-    return state, labels, jnp.sum(d * valid)
+    labels, centroids, _ = assign_nonempty(x, valid, state.centroids)
+    d = jnp.sum((x.astype(jnp.float32) - centroids[labels]) ** 2, axis=-1)
+    return state.replace(centroids=centroids), labels, jnp.sum(d * valid)
 
 
 @jax.jit

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxlvlm.methods.adapt_inf.projection import normalize_rows, rademacher_project
 from jaxlvlm.methods.adapt_inf.sample_grads import answer_nll, flatten_per_sample, sample_vectors
-from jaxlvlm.methods.adapt_inf.scorers import drop_image_tokens, score_batch
+from jaxlvlm.methods.adapt_inf.scorers import drop_image_tokens, score_batch, zero_image
 
 MODEL_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
 
@@ -119,12 +119,17 @@ def batch_features(
     block_k: int = 128,
     block_p: int = 16384,
     grad_mode: str = "vmap",
+    image_grounding: str = "zero_image",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Sample vectors u [B, dim] (unit rows) and every scorer [B] for one batch.
 
+    ``key`` is the projection key: keep ONE for the whole stream (AdaptInfSettings.
+    projection_seed), or sample vectors of different steps live in different random spaces.
     Two extra forwards beyond the per-sample gradients: the batch with its images, and the same
-    batch with the image tokens dropped (Image Grounding). grad_mode 'vmap': vmap(grad) over
-    single-sample forwards; 'mixture': one batched pass with per-sample LoRA copies (same values).
+    batch without them for Image Grounding: image_grounding 'zero_image' (default, the authors'
+    code: an all-zero image tensor) or 'drop_image_tokens' (placeholders removed). grad_mode
+    'vmap': vmap(grad) over single-sample forwards; 'mixture': one batched pass with per-sample
+    LoRA copies (same values).
     """
     batch = {k: batch[k] for k in MODEL_KEYS if k in batch}
     if grad_mode == "vmap":
@@ -138,7 +143,14 @@ def batch_features(
         u = normalize_rows(rademacher_project(g, key, dim=dim, block_k=block_k, block_p=block_p))
     else:
         raise ValueError(f"grad_mode={grad_mode!r}: choose 'vmap' or 'mixture'")
-    text = drop_image_tokens(batch, image_token_id)
+    if image_grounding == "zero_image":
+        text = zero_image(batch)
+    elif image_grounding == "drop_image_tokens":
+        text = drop_image_tokens(batch, image_token_id)
+    else:
+        raise ValueError(
+            f"image_grounding={image_grounding!r}: choose 'zero_image' or 'drop_image_tokens'"
+        )
     logits_img = model_logits(model, params, lora, batch, alpha)
     logits_txt = model_logits(model, params, lora, text, alpha)
     scores = score_batch(logits_img, logits_txt, batch, text, grand)

@@ -7,8 +7,11 @@ All functions take a batch in the jaxlvlm batch contract (jaxlvlm/data/batch.py)
 - EL2N: mean over answer tokens of ||onehot(y_k) - p_k||_2.
 - entropy: mean predictive entropy over all real (non-padding) positions, prompt and image
   included, as the reference code does.
-- Image Grounding: PPL without the image / PPL with it = exp(mean NLL_text - mean NLL_image), where
-  the text-only pass drops the image placeholder tokens entirely (``drop_image_tokens``).
+- Image Grounding: PPL without the image / PPL with it = exp(mean NLL_text - mean NLL_image). The
+  pass "without the image" is, by default, the same sequence with an all-zero image tensor
+  (``zero_image``), as the authors' ``obtain_ig_score`` in llava/grad_utils.py does; the paper's
+  text only says "without the image", so the other reading, the image placeholder tokens dropped
+  entirely (``drop_image_tokens``), is kept as an option.
 - GraNd: ||per-sample gradient||_2 (from sample_grads.sample_vectors).
 """
 
@@ -58,6 +61,18 @@ def image_grounding(log_ppl_text: jax.Array, log_ppl_image: jax.Array) -> jax.Ar
     Above 1 when the image makes the answer more likely; 1 for text-only samples (same input).
     """
     return jnp.exp(log_ppl_text - log_ppl_image)
+
+
+def zero_image(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """The batch with an all-zero image tensor, every token kept (the authors' IG "no image" pass).
+
+    pixel_values are the normalised model inputs, so zero is the per-channel mean image, exactly
+    what ``torch.zeros_like(batch['images'])`` feeds LLaVA in obtain_ig_score. Same keys, shapes.
+    """
+    out = dict(batch)
+    if "pixel_values" in batch:
+        out["pixel_values"] = jnp.zeros_like(batch["pixel_values"])
+    return out
 
 
 def drop_image_tokens(batch: dict[str, jax.Array], image_token_id: int) -> dict[str, jax.Array]:
