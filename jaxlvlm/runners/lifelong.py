@@ -29,6 +29,7 @@ from jaxlvlm.eval import plots
 from jaxlvlm.eval.continual_metrics import final_row_summary, relative_gain
 from jaxlvlm.files import read_json, write_json_atomic
 from jaxlvlm.methods.adapt_inf import pipeline as PL
+from jaxlvlm.methods.adapt_inf.cluster_report import format_task_cluster_table
 from jaxlvlm.methods.adapt_inf.settings import LifelongSettings
 from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import register_runner
@@ -56,7 +57,8 @@ def run_lifelong(config, workdir: str) -> dict:
 def _stream(config, workdir, tasks, params0, b, s: LifelongSettings) -> dict:
     pool = PL.PoolState.empty()
     a = np.full((len(s.stream), len(tasks)), np.nan)
-    carried = {"params": params0, "lora": None, "centroids": None}
+    # One projection for the whole stream, carried in every step's method state (checkpointed).
+    carried = {"params": params0, "lora": None, "projection_key": PL.projection_key(s)}
     wall, log = 0.0, []
     for t, step_tasks in enumerate(s.stream):
         step_dir = os.path.join(workdir, f"step_{t}")
@@ -83,50 +85,42 @@ def _selection(config, run, step_dir, pool, alive_idx, new_idx, t, carried, s) -
     path = os.path.join(step_dir, "selection.npz")
     if os.path.exists(path):
         saved = np.load(path)
-        carried["centroids"] = saved["centroids"]
         info = read_json(os.path.join(step_dir, "selection.json"))
         return {"selected": saved["selected"], "alive_after": saved["alive_after"], "info": info}
-    u = scores = None
+    u = scores = task_ids = None
     skipped = 0
     if s.approach in ("adapt_inf", "scorer"):
         lora = (
             carried["lora"] if carried["lora"] is not None else PL.fresh_lora(config, run.model_cfg)
         )
         u, scores, seen = PL.pool_features(
-            run,
-            carried["params"],
-            lora,
-            alive_idx,
-            pool.pool,
-            s,
-            config.lora.alpha,
-            config.seed + 100 + t,
-        )
+            run, carried["params"], lora, alive_idx, pool.pool, s, config.lora.alpha,
+            carried["projection_key"],
+        )  # fmt: skip
         alive_idx, skipped = alive_idx[seen], int((~seen).sum())
+        task_ids = np.asarray([pool.pool.task_id_of(g) for g in alive_idx])
+    seed = config.seed + 200 + t
     selected, labels, info = PL.select_step(
-        s, u, scores, alive_idx, new_idx, config.seed + 200 + t, carried["centroids"]
+        s, u, scores, alive_idx, new_idx, seed, task_ids, len(s.tasks)
     )
     alive_after = PL.prune_step(s, u, labels, alive_idx, config.seed + 300 + t)
     info["skipped_bad_samples"] = skipped
-    centroids = info.pop("centroids", None)
-    carried["centroids"] = np.zeros((0,), np.float32) if centroids is None else centroids
     if jax.process_index() == 0:
-        np.savez(path, selected=selected, alive_after=alive_after, centroids=carried["centroids"])
+        np.savez(path, selected=selected, alive_after=alive_after)
         write_json_atomic(os.path.join(step_dir, "selection.json"), info, what="selection")
     return {"selected": selected, "alive_after": alive_after, "info": info}
 
 
 def _train_step(config, step_dir, tasks, pool, selected, carried, s, step_tasks):
-    """The step's phase on the selection; updates ``carried`` (params, LoRA, centroids)."""
+    """The step's phase on the selection; updates ``carried`` (params, LoRA, projection key)."""
     steps = max(1, math.ceil(s.epochs * len(selected) / config.data.global_batch_size))
     c = phase_config(
         config, task_specs(config, step_tasks[0]), steps, tasks, freeze=PL.FROZEN, lora=True
     )
-    lora, centroids = carried["lora"], carried["centroids"]
+    lora = carried["lora"]
     hooks = MethodHooks(
         lora_init=(lambda r, lo=lora: lo) if lora is not None else None,
-        # orbax cannot save empty arrays: baselines without clusters carry no centroids.
-        method_state={"kmeans_centroids": centroids} if np.size(centroids) else None,
+        method_state={"projection_key": carried["projection_key"]},
     )
     res = run_phase(
         c,
@@ -135,11 +129,10 @@ def _train_step(config, step_dir, tasks, pool, selected, carried, s, step_tasks)
         hooks=hooks,
         train_sources=[pool.pool.subset(np.sort(selected))],
     )
-    kept = (res.state.method_state or {}).get("kmeans_centroids")
     carried.update(
         params=res.state.params,
         lora=res.state.lora,
-        centroids=np.asarray(kept) if kept is not None else None,
+        projection_key=np.asarray(jax.device_get(res.state.method_state["projection_key"])),
     )
     return res
 
@@ -225,4 +218,10 @@ def _stream_section(s: dict) -> list[str]:
             f"per task {st['selected_per_task']}"
             + (f"; scorers {st['scorer_per_cluster']}" if "scorer_per_cluster" in st else "")
         )
+    clustered = [st for st in s["steps"] if "task_cluster_counts" in st]
+    if clustered:
+        lines += ["", "## Pseudo-skill clusters (pool rows per task and cluster, each step)", ""]
+    for st in clustered:
+        lines += [f"Step {st['step']}: sizes {st['cluster_sizes']}, re-seeded {st['reseeds']}", ""]
+        lines += format_task_cluster_table(st["task_cluster_counts"], s["tasks"]) + [""]
     return lines

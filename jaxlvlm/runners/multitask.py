@@ -53,8 +53,10 @@ def probe_phase(config, workdir: str, task_names: list[str], s: MultitaskSetting
         logging.info(
             "probe %s: %s", name, dict(zip(task_names, scores[name].round(1), strict=True))
         )
-    V = np.stack([scores[t] for t in task_names])
-    return {"V": V, "v0": scores["mini"], "wall_s": wall, "steps": steps}
+    # A fixed-weight task has no probe: its row of V is undefined (NaN), and CoTBal leaves it out.
+    nan = np.full(len(task_names), np.nan)
+    V = np.stack([scores.get(t, nan) for t in task_names])
+    return {"V": V, "v0": scores["mini"], "wall_s": wall, "steps": steps, "probes": len(scores)}
 
 
 def cotbal_task_weights(config, workdir: str, task_names: list[str], s: MultitaskSettings) -> dict:
@@ -71,7 +73,10 @@ def cotbal_task_weights(config, workdir: str, task_names: list[str], s: Multitas
     res = cotbal.weights_from_scores(probes["V"], probes["v0"], s.tau, alphas, balanced=balanced)
     out: dict[str, Any] = {k: np.asarray(v) for k, v in res.items()}
     out.update(source=path, V=probes["V"], v0=probes["v0"], probe_wall_s=probes["wall_s"])
-    out["probe_steps_total"] = probes["steps"] * (len(task_names) + 1)
+    out["probe_steps_total"] = probes["steps"] * probes["probes"]
+    out["fallbacks"] = cotbal.fallback_lines(res, task_names)
+    for line in out["fallbacks"]:
+        logging.warning("%s", line)
     return out
 
 
@@ -151,9 +156,10 @@ def _summary(task_names, finals, stl, cb, stl_wall) -> dict[str, Any]:
 
 
 def _cotbal_summary(cb: dict, finals: dict) -> dict:
-    keys = ("lam", "C", "c_out", "c_in", "D", "V", "v0")
+    keys = ("lam", "C", "c_out", "c_in", "D", "V", "v0", "tau")
     out = {k: np.asarray(v).tolist() for k, v in cb.items() if k in keys}
     out["source"] = cb["source"]
+    out["fallbacks"] = cb.get("fallbacks", [])
     if "probe_wall_s" in cb:
         probe_total = float(sum(cb["probe_wall_s"].values()))
         final = finals.get("cotbal", next(iter(finals.values())))["wall_s"]
@@ -205,6 +211,9 @@ def _scores_table(task_names: list[str], s: dict) -> list[str]:
 
 def _cotbal_section(workdir: str, task_names: list[str], cb: dict) -> list[str]:
     lines = ["## CoTBal", "", f"Inputs: {cb['source']}", ""]
+    if "tau" in cb:
+        lines += [f"Temperature tau = {float(cb['tau']):.4g}", ""]
+    lines += [f"- {line}" for line in cb.get("fallbacks", [])] + [""] * bool(cb.get("fallbacks"))
     rows = [
         [t, cb["c_out"][i], cb["c_in"][i], cb["D"][i], cb["lam"][i]]
         for i, t in enumerate(task_names)

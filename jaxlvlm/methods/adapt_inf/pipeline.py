@@ -15,23 +15,19 @@ import functools
 import logging
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
 from jaxlvlm.data.composition import DataPool
 from jaxlvlm.data.pipeline import make_train_iterator, sources_from_config
-from jaxlvlm.methods.adapt_inf.kmeans import (
-    KMeansState,
-    assign,
-    init_state,
-    kmeans,
-    kmeans_plusplus,
-    lloyd_step,
-    minibatch_step,
-)
+from jaxlvlm.methods.adapt_inf.cluster_report import task_cluster_counts
+from jaxlvlm.methods.adapt_inf.clustering import ClusterResult, cluster_step
+from jaxlvlm.methods.adapt_inf.elbow import format_elbow, resolve_num_clusters
 from jaxlvlm.methods.adapt_inf.model_features import batch_features
 from jaxlvlm.methods.adapt_inf.scorers import SCORER_NAMES
-from jaxlvlm.methods.adapt_inf.selection import cluster_budgets, random_select, select_samples
+from jaxlvlm.methods.adapt_inf.select_pool import select_pool
+from jaxlvlm.methods.adapt_inf.selection import cluster_budgets, random_select
 from jaxlvlm.methods.adapt_inf.semdedup import cluster_redundancy, keep_least_redundant
 from jaxlvlm.methods.adapt_inf.settings import LifelongSettings
 from jaxlvlm.train.lora import init_lora
@@ -70,10 +66,18 @@ def fresh_lora(config, model_cfg):
     return init_lora(rng, model_cfg.text, list(config.lora.targets), config.lora.rank)
 
 
+def projection_key(s: LifelongSettings) -> np.ndarray:
+    """The key data (uint32 [2]) of the ONE Rademacher projection of the whole stream: sample
+    vectors of every step live in the same random space (the authors' grad_utils.py
+    ``collect_grads`` builds its projector with seed 0 for every extraction)."""
+    return np.asarray(jax.random.key_data(jax.random.PRNGKey(s.projection_seed)))
+
+
 def pool_features(
-    run, params, lora, indices: np.ndarray, pool: DataPool, s: LifelongSettings, alpha: float, seed
+    run, params, lora, indices: np.ndarray, pool: DataPool, s: LifelongSettings, alpha: float, key
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Streams the pool rows ``indices`` through batch_features.
+    """Streams the pool rows ``indices`` through batch_features with the stream's projection
+    ``key`` (projection_key).
 
     Returns (U [n', k], scores [S, n'], seen [n] bool): rows in ``indices`` order, n' = the rows
     that got features (a row skipped as a bad sample gets none). Host memory: n * (k + S) floats.
@@ -82,7 +86,7 @@ def pool_features(
         run.data_cfg, shuffle=False, num_epochs=1, global_batch_size=s.feature_batch
     )
     source = pool.subset(indices)
-    it = make_train_iterator(data_cfg, run.tokenizer, run.image_cfg, None, seed, sources=[source])
+    it = make_train_iterator(data_cfg, run.tokenizer, run.image_cfg, None, 0, sources=[source])
     layer = s.grad_layer % run.model_cfg.text.num_layers
     fn = jax.jit(
         functools.partial(
@@ -95,9 +99,10 @@ def pool_features(
             block_k=s.block_k,
             block_p=s.block_p,
             grad_mode=s.grad_mode,
+            image_grounding=s.image_grounding,
         )
     )
-    key = jax.random.PRNGKey(seed)  # the same projection for every batch of this step
+    key = jnp.asarray(key, jnp.uint32)  # raw key data [2]: the legacy PRNG key batch_features takes
     position = {int(g): i for i, g in enumerate(indices)}
     u_all = np.zeros((len(indices), s.proj_dim), np.float32)
     s_all = np.zeros((len(SCORER_NAMES), len(indices)), np.float32)
@@ -125,47 +130,36 @@ def pool_features(
     return u_all[seen], s_all[:, seen], seen
 
 
-def cluster_pool(
-    u: np.ndarray, s: LifelongSettings, seed: int, init_centroids: np.ndarray | None = None
-) -> tuple[KMeansState, np.ndarray]:
-    """k-means (full batch, or mini-batch for large pools) -> (state with centroids, labels [n]).
+def cluster_pool(u: np.ndarray, s: LifelongSettings, seed: int) -> tuple[ClusterResult, dict]:
+    """This step's pseudo-skill clusters, as the authors' ``cluster`` (data_selection/adapt-inf.py):
+    a fresh k-means++ seeding every step, K from the settings or the elbow, never an empty
+    cluster (an empty one is re-seeded at the farthest point and the event counted).
 
-    init_centroids [K, d]: the previous step's centroids (kept in the train state's method_state),
-    so cluster identities carry over as the pool grows; None = k-means++.
+    Returns (ClusterResult with labels [n] and sizes [K], info for the report: K, sizes,
+    re-seeds per cluster, the elbow curve lines when K was chosen by the elbow).
     """
-    n = len(u)
-    k = min(s.num_clusters, n)
+    valid = np.ones(len(u), bool)
     key = jax.random.PRNGKey(seed)
-    warm = init_centroids is not None and init_centroids.shape == (k, u.shape[1])
-    if n <= s.minibatch_threshold:
-        if not warm:
-            state, labels, _ = kmeans(u, np.ones(n, bool), k, s.kmeans_iters, key)
-            return state, np.asarray(labels)
-        state = init_state(init_centroids)
-        for _ in range(s.kmeans_iters):
-            state, _ = lloyd_step(state, u, np.ones(n, bool))
-        return state, np.asarray(assign(u, state.centroids)[0])
-    bs = s.minibatch_size
-    rng = np.random.default_rng(seed)
-    first = rng.choice(n, size=min(n, bs), replace=False)
-    seeds = init_centroids if warm else kmeans_plusplus(u[first], np.ones(len(first), bool), k, key)
-    state = init_state(seeds)
-    for _ in range(s.kmeans_iters):
-        perm = rng.permutation(n)
-        for start in range(0, n - bs + 1, bs):  # full batches only: one compiled shape
-            state = minibatch_step(state, u[perm[start : start + bs]], np.ones(bs, bool))
-    labels = np.concatenate(
-        [np.asarray(assign(u[i : i + bs], state.centroids)[0]) for i in range(0, n, bs)]
-    )
-    return state, labels
+    sel = s.selection
+    k, curve = resolve_num_clusters(u, valid, sel, key)
+    res = cluster_step(u, valid, k, key, iters=sel.kmeans_iters, batch_size=sel.kmeans_batch)
+    reseeds = np.asarray(res.reseeds).tolist()
+    if any(reseeds):
+        logging.warning("k-means re-seeded empty clusters (times per cluster): %s", reseeds)
+    info = {"num_clusters": int(k), "reseeds": reseeds}
+    if curve is not None:
+        info["elbow"] = format_elbow(curve)
+        logging.info("elbow (K chosen: %d):\n%s", k, "\n".join(info["elbow"]))
+    return res, info
 
 
 def prune_semdedup(
-    u: np.ndarray, labels: np.ndarray, num_clusters: int, capacity: int
+    u: np.ndarray, labels: np.ndarray, num_clusters: int, capacity: int, rule: str = "code"
 ) -> np.ndarray:
-    """Keep mask [n] of SemDeDup, computed cluster by cluster (one cluster's rows at a time)."""
+    """Keep mask [n] of SemDeDup, computed cluster by cluster (one cluster's rows at a time);
+    the capacity is split over the clusters by ``rule`` (selection.cluster_budgets)."""
     sizes = np.bincount(labels, minlength=num_clusters)
-    budgets = np.asarray(cluster_budgets(sizes, capacity))
+    budgets = np.asarray(cluster_budgets(sizes, capacity, rule=rule))
     keep = np.zeros(len(u), bool)
     for c in range(num_clusters):
         rows = np.flatnonzero(labels == c)  # pool (arrival) order
@@ -183,8 +177,13 @@ def prune_semdedup(
     return keep
 
 
-def select_step(s: LifelongSettings, u, scores, alive_idx, new_idx, seed, init_centroids=None):
-    """(pool rows to train on as global indices, cluster labels or None, info for the report)."""
+def select_step(
+    s: LifelongSettings, u, scores, alive_idx, new_idx, seed, task_ids=None, num_tasks=0
+):
+    """(pool rows to train on as global indices, cluster labels or None, info for the report).
+
+    scores [len(SCORER_NAMES), n]; task_ids [n]: each row's task, for the task x cluster table.
+    """
     key = jax.random.PRNGKey(seed)
     if s.approach == "all":
         return alive_idx, None, {}
@@ -194,19 +193,24 @@ def select_step(s: LifelongSettings, u, scores, alive_idx, new_idx, seed, init_c
     if s.approach == "random":
         chosen = random_select(np.ones(len(alive_idx), bool), s.budget, key)
         return alive_idx[np.asarray(chosen)], None, {}
-    kstate, labels = cluster_pool(u, s, seed, init_centroids)
-    k = kstate.centroids.shape[0]
-    fixed = SCORER_NAMES.index(s.scorer) if s.approach == "scorer" else -1
-    sel, chosen, budgets = select_samples(
-        scores, labels, np.ones(len(alive_idx), bool), k, s.budget, key, fixed_scorer=fixed
+    res, info = cluster_pool(u, s, seed)
+    k, labels = int(info["num_clusters"]), np.asarray(res.labels)
+    sel_settings = s.selection
+    if s.approach == "scorer":  # one scorer everywhere: the pool of one
+        sel_settings = dataclasses.replace(sel_settings, scorers=(s.scorer,))
+    by_name = {name: scores[i] for i, name in enumerate(SCORER_NAMES)}
+    valid = np.ones(len(alive_idx), bool)
+    sel = select_pool(by_name, labels, valid, k, s.budget, key, sel_settings)
+    info.update(
+        scorer_per_cluster=[sel_settings.scorers[int(c)] for c in np.asarray(sel.scorer)],
+        budget_per_cluster=np.asarray(sel.budgets).tolist(),
+        taken_per_cluster=np.asarray(sel.taken).tolist(),
+        cluster_sizes=np.asarray(res.sizes).tolist(),
     )
-    info = {
-        "scorer_per_cluster": [SCORER_NAMES[int(c)] for c in np.asarray(chosen)],
-        "budget_per_cluster": np.asarray(budgets).tolist(),
-        "cluster_sizes": np.bincount(labels, minlength=k).tolist(),
-        "centroids": np.asarray(kstate.centroids),
-    }
-    return alive_idx[np.asarray(sel)], labels, info
+    if task_ids is not None:
+        counts = task_cluster_counts(np.asarray(task_ids), labels, valid, num_tasks, k)
+        info["task_cluster_counts"] = np.asarray(counts).tolist()
+    return alive_idx[np.flatnonzero(np.asarray(sel.selected))], labels, info
 
 
 def prune_step(s: LifelongSettings, u, labels, alive_idx, seed) -> np.ndarray:
@@ -215,7 +219,8 @@ def prune_step(s: LifelongSettings, u, labels, alive_idx, seed) -> np.ndarray:
     if s.approach in ("all", "sequential") or len(alive_idx) <= cap:
         return alive_idx
     if s.approach == "adapt_inf":
-        return alive_idx[prune_semdedup(u, labels, int(labels.max()) + 1, cap)]
+        k = int(labels.max()) + 1
+        return alive_idx[prune_semdedup(u, labels, k, cap, s.selection.budget_rule)]
     keep = random_select(np.ones(len(alive_idx), bool), cap, jax.random.PRNGKey(seed + 7))
     return alive_idx[np.asarray(keep)]
 

@@ -143,7 +143,7 @@ class LifelongSettings(BaseModelSettings):
             len(set(tasks)) == len(tasks), f"config.method.stream repeats a task: {self.stream}"
         )
         try:
-            self.selection
+            _ = self.selection  # AdaptInfSettings checks its own fields
         except ValueError as e:
             raise ConfigError(f"config.method: {e}") from e
 

@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 
 from jaxlvlm.data.global_batch import to_global_batch
 from jaxlvlm.methods.instruction_embedding import embed_instructions, load_instruction_encoder
+from jaxlvlm.methods.instruction_text import PromptMarkers, instruction_text, prompt_markers
 
 INSTRUCTION_EMBEDDING = "instruction_embedding"
 
@@ -28,18 +29,26 @@ def minilm_encoder():
     return load_instruction_encoder()
 
 
-def instruction_texts(batch: dict[str, np.ndarray], tokenizer, image_token_id: int) -> list[str]:
-    """The prompt text of every row: [B] strings ('' for padding rows).
+@functools.cache
+def _markers(tokenizer) -> PromptMarkers:
+    return prompt_markers(tokenizer)
 
-    Same token selection as jaxlvlm.methods.prompt_pool.instruction_token_mask.
+
+def instruction_texts(batch: dict[str, np.ndarray], tokenizer, image_token_id: int) -> list[str]:
+    """The instruction text of every row: [B] strings ('' for padding rows).
+
+    Same token selection as jaxlvlm.methods.prompt_pool.instruction_token_mask, decoded with the
+    template's markers kept, then only the user turns' content (instruction_text): the chat
+    template's role words would make every instruction look alike to the encoder.
     """
     ids = np.asarray(batch["input_ids"])
     real = np.asarray(batch["attention_mask"]).astype(bool)
     lm = np.asarray(batch["loss_mask"]).astype(bool)
     answer = np.concatenate([np.zeros_like(lm[:, :1]), lm[:, :-1]], axis=1)
     keep = real & ~answer & (ids != image_token_id)
+    markers = _markers(tokenizer)
     return [
-        tokenizer.decode(row[k].tolist(), skip_special_tokens=True).strip()
+        instruction_text(tokenizer.decode(row[k].tolist(), skip_special_tokens=False), markers)
         for row, k in zip(ids, keep, strict=True)
     ]
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxlvlm.files import write_json_atomic
 from jaxlvlm.methods import cotbal
+from jaxlvlm.methods.cotbal_tau import resolve_temperature
 
 _RAW = ("V", "v0")
 _REDUCED = ("c_out", "c_in")
@@ -101,10 +102,10 @@ def load_cotbal_inputs(path: str, task_names: Sequence[str] | None = None) -> di
 def cotbal_weights_from_file(
     path: str,
     task_names: Sequence[str] | None = None,
-    tau: float = 0.5,
+    tau: float | str = 0.5,
     alphas: Sequence[float] = cotbal.DEFAULT_ALPHAS,
 ) -> dict[str, np.ndarray]:
-    """Weights (eqs. 1-5) from a CoTBal input file.
+    """Weights (eqs. 1-5) from a CoTBal input file; tau 'auto' is resolved on the balanced tasks.
 
     Returns: dict with 'lam' [T] and whichever of C [T, T], c_out, c_in, D [T] were computed or read.
     """
@@ -114,10 +115,10 @@ def cotbal_weights_from_file(
             inp["V"], inp["v0"], tau, alphas, inp.get("higher_better"), inp.get("balanced")
         )
     else:
-        lam = cotbal.cotbal_weights(
-            inp["c_out"], inp["c_in"], inp["D"], tau, alphas, inp.get("balanced")
-        )
-        res = {"c_out": inp["c_out"], "c_in": inp["c_in"], "D": inp["D"], "lam": lam}
+        bal = inp.get("balanced", np.ones(len(inp["c_out"]), bool))
+        tau = resolve_temperature(tau, inp["c_out"][bal], inp["c_in"][bal], inp["D"][bal], alphas)
+        lam = cotbal.cotbal_weights(inp["c_out"], inp["c_in"], inp["D"], tau, alphas, bal)
+        res = {"c_out": inp["c_out"], "c_in": inp["c_in"], "D": inp["D"], "lam": lam, "tau": tau}
     return {k: np.asarray(v) for k, v in res.items()}
 
 

@@ -3,8 +3,11 @@ the token-level weighted loss (eq. 6); the dynamic ones (TLA, DWA, RLW) update t
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from jaxlvlm.data import batch as B
 from jaxlvlm.methods import task_weighting as tw
+from jaxlvlm.train.losses import register_loss, task_weights_per_row, token_nll
 from jaxlvlm.train.phase import MethodHooks
 
 STATIC = ("ew", "cotbal")  # weights fixed for the whole run
@@ -24,4 +27,19 @@ def weighting_hooks(wcfg: tw.WeightingConfig, static_weights=None) -> MethodHook
         tok = metrics["task_tokens"]
         return tw.after_step(wcfg, state.method_state, metrics["task_loss"] * tok, tok)
 
-    return MethodHooks(method_state=method_state, before_step=before, after_step=after)
+    # TLA divides by the token count, not by sum(lam m): its own loss (task_level_average).
+    loss_fn = task_level_average if wcfg.name == "tla" else None
+    return MethodHooks(
+        method_state=method_state, before_step=before, after_step=after, loss_fn=loss_fn
+    )
+
+
+@register_loss("task_level_average")
+def task_level_average(logits, batch: dict, method_state: dict) -> tuple:
+    """TLA's loss: sum(lam[task] m nll) / sum(m) with lam = N / (T N_t) from before_step, i.e.
+    (1/T) sum_t L_t (VisATB weight_method.py; token_weighted_nll would divide by sum(lam m),
+    which equals this only when every task is in the batch). (numerator, denominator, aux)."""
+    nll = token_nll(logits, batch[B.TARGETS])
+    mask = batch[B.LOSS_MASK].astype(jnp.float32)
+    lam = task_weights_per_row(batch, method_state)
+    return jnp.sum(lam[:, None] * mask * nll), jnp.sum(mask), {"nll": nll}

@@ -53,10 +53,17 @@ def validation_sources(config, s: MultitaskSettings) -> tuple:
 
 
 def probe_plan(config, task_names: Sequence[str], s: MultitaskSettings) -> dict[str, list[dict]]:
-    """{'mini': sources, task: sources of its probe, ...} in task order."""
+    """{'mini': sources, task: sources of its probe, ...} in task order.
+
+    A task with a fixed weight (method.unbalanced, e.g. text-only data) gets no probe: the
+    authors' weighting script has no column for it (VisATB weighting_visatb.py weights only the
+    balanced tasks); it still trains in every probe at mini_rate, as in the final run.
+    """
     specs = task_source_specs(config, task_names)
     plan = {"mini": [scaled(x, s.mini_rate, t) for t in task_names for x in specs[t]]}
     for t in task_names:
+        if t in s.unbalanced:
+            continue
         large = [scaled(x, s.large_rate, t) for x in specs[t]]
         others = [scaled(x, s.mini_rate, o) for o in task_names if o != t for x in specs[o]]
         plan[t] = large + others

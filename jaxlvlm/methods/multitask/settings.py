@@ -12,7 +12,8 @@ from jaxlvlm.methods.settings import require
 @dataclasses.dataclass(frozen=True)
 class MultitaskSettings:
     """weightings: names run one after the other on the same data, budget and seed (final runs).
-    tau, alphas: CoTBal temperature and mix (eqs. 4-5).
+    tau, alphas: CoTBal temperature ('auto': the lowest that keeps every weight in [0.5, 2]) and
+      mix (eqs. 4-5).
     cotbal_file: V/v0 or c_out/c_in/D from a file ('' = run the probe phase).
     probe_steps: steps of each probe (0 = train.steps); mini_rate, large_rate: data fractions.
     val_sources: validation specs of the probes (() = eval sources with split 'val').
@@ -25,7 +26,7 @@ class MultitaskSettings:
     MODE: ClassVar[str] = "multitask"
 
     weightings: tuple = ("cotbal",)
-    tau: float = 0.5
+    tau: float | str = 0.5
     alphas: tuple = (0.25, 0.25, 0.5)
     cotbal_file: str = ""
     probe_steps: int = 0
@@ -40,6 +41,10 @@ class MultitaskSettings:
     stl_file: str = ""
 
     def __post_init__(self):
+        require(
+            self.tau == "auto" or (not isinstance(self.tau, str) and self.tau > 0),
+            f"config.method.tau={self.tau!r}: give a number > 0 or 'auto'",
+        )
         bad = [w for w in self.weightings if w not in tw.WEIGHTINGS]
         require(
             bool(self.weightings) and not bad,

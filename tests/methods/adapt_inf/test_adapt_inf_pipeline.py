@@ -41,18 +41,24 @@ def test_select_step_budgets(approach):
     alive = np.arange(100, 100 + n)
     new = alive[-12:]
     m = _with(approach=approach)
-    sel, labels, info = L.select_step(m, u, scores, alive, new, seed=0)
+    tasks = np.repeat([0, 1, 2], 12)
+    sel, labels, info = L.select_step(m, u, scores, alive, new, 0, tasks, 3)
     if approach == "all":
         np.testing.assert_array_equal(sel, alive)
         return
-    assert len(sel) == m.budget and len(set(sel.tolist())) == len(sel)
+    assert len(set(sel.tolist())) == len(sel)
     assert set(sel.tolist()) <= set((new if approach == "sequential" else alive).tolist())
-    if approach in ("adapt_inf", "scorer"):
-        assert sorted(info["cluster_sizes"]) == [12, 12, 12]
-        assert sum(info["budget_per_cluster"]) == m.budget
-        assert info["centroids"].shape == (3, u.shape[1])
-        if approach == "scorer":
-            assert set(info["scorer_per_cluster"]) == {m.scorer}
+    if approach not in ("adapt_inf", "scorer"):
+        assert len(sel) == m.budget
+        return
+    # The authors' budgets and CCS: about the budget (CCS leaves trimmed tails unspent).
+    assert 0 < len(sel) <= m.budget + 3 and sum(info["taken_per_cluster"]) == len(sel)
+    assert sorted(info["cluster_sizes"]) == [12, 12, 12] and info["reseeds"] == [0, 0, 0]
+    # Each blob is one task: the task x cluster table is a permutation of diag(12, 12, 12).
+    counts = np.asarray(info["task_cluster_counts"])
+    assert sorted(counts.max(axis=1).tolist()) == [12, 12, 12] and counts.sum() == 36
+    if approach == "scorer":
+        assert set(info["scorer_per_cluster"]) == {m.scorer}
 
 
 def test_prune_semdedup_drops_duplicates_first_and_hits_capacity():
@@ -60,7 +66,8 @@ def test_prune_semdedup_drops_duplicates_first_and_hits_capacity():
     dup = u[[0, 9, 17]] + 1e-4  # later arrivals, near-copies of one sample per cluster
     dup /= np.linalg.norm(dup, axis=1, keepdims=True)
     uu = np.concatenate([u, dup]).astype(np.float32)
-    _, labels = L.cluster_pool(uu, M, seed=0)
+    res, _ = L.cluster_pool(uu, M, seed=0)
+    labels = np.asarray(res.labels)
     keep = L.prune_semdedup(uu, labels, 3, capacity=24)
     assert keep.sum() == 24
     assert not keep[-3:].any()
@@ -70,11 +77,15 @@ def test_prune_semdedup_drops_duplicates_first_and_hits_capacity():
     assert len(rnd) == 24
 
 
-def test_cluster_pool_warm_start_and_minibatch_path():
+def test_cluster_pool_finds_the_blobs_and_never_leaves_a_cluster_empty():
     u = _blobs(n_per=20)
-    state, labels = L.cluster_pool(u, M, seed=0)
-    warm, labels2 = L.cluster_pool(u, M, seed=5, init_centroids=np.asarray(state.centroids))
-    np.testing.assert_array_equal(labels, labels2)  # same clusters, same ids
-    mb, labels3 = L.cluster_pool(u, _with(minibatch_threshold=10, minibatch_size=16), seed=0)
-    pairs = {(int(a), int(b)) for a, b in zip(labels, labels3, strict=True)}
-    assert len(pairs) == 3  # a relabelling of the same partition
+    res, info = L.cluster_pool(u, M, seed=0)
+    labels = np.asarray(res.labels)
+    assert sorted(np.bincount(labels).tolist()) == [20, 20, 20]
+    assert info["num_clusters"] == 3 and info["reseeds"] == [0, 0, 0]
+    # More clusters than blobs: still none empty (an empty one is re-seeded at the farthest point).
+    res, info = L.cluster_pool(u, _with(num_clusters=8), seed=0)
+    assert np.all(np.asarray(res.sizes) > 0) and len(info["reseeds"]) == 8
+    # K by the elbow of the within-cluster sum of squares.
+    res, info = L.cluster_pool(u, _with(num_clusters="elbow", elbow_ks=(2, 3, 4, 5, 6)), seed=0)
+    assert info["num_clusters"] == 3 and len(info["elbow"]) == 5
