@@ -19,6 +19,7 @@ import numpy as np
 from flax import linen as nn
 
 from jaxlvlm.convert import llama, llava, vision
+from jaxlvlm.convert.gguf import gguf_to_hf
 from jaxlvlm.convert.hf_io import (
     PICKLE_SUFFIXES,
     ConversionError,
@@ -105,8 +106,6 @@ def load_pretrained(path: str, scan_layers: bool = False) -> tuple[ModelConfig, 
     path = os.fspath(path)
     if os.path.isfile(path):
         if path.endswith(".gguf"):
-            from jaxlvlm.convert.gguf import gguf_to_hf
-
             hf, tensors = gguf_to_hf(path)
             src = TensorSource(tensors, path)
             cfg, params = _text_from_hf(hf, src, scan_layers)

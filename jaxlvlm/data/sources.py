@@ -7,7 +7,6 @@ pipeline's policy decides. ``location(i)`` names where sample i lives, for error
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -15,7 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from jaxlvlm.data.bad_samples import BadSample
+from jaxlvlm.data.builtin import BuiltinSource
 from jaxlvlm.data.llava_json import iter_llava_entries, llava_entry_to_record
+from jaxlvlm.data.tfds_builder import open_tfds_source
 
 
 class RecordSource(Protocol):
@@ -116,58 +117,6 @@ class LlavaJsonSource:
         return self._entries[index][0]
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def decode_stored_record(example: dict[str, Any]) -> dict[str, Any]:
-    """A record as stored by jaxlvlm.data.tfds_builder (bytes fields, JSON conversations) -> a record."""
-    try:
-        conversations = json.loads(_text(example["conversations"]))
-    except json.JSONDecodeError as e:
-        raise BadSample(
-            "malformed_record",
-            _text(example.get("id", "?")),
-            f"stored conversations are not JSON: {e}",
-        ) from e
-    return {
-        "id": _text(example["id"]),
-        "index": int(example["index"]),
-        "images": [bytes(b) for b in example["images"]],
-        "conversations": conversations,
-        "task": _text(example["task"]),
-        "answer": _text(example["answer"]),
-        "scorer": _text(example["scorer"]),
-    }
-
-
-class TfdsSource:
-    """An array_record dataset written by jaxlvlm.data.tfds_builder, read with tfds (no TensorFlow).
-
-    ``path`` is the dataset's version directory (<data_dir>/<builder>/<config>/<version>), or use
-    ``jaxlvlm.data.tfds_builder.open_tfds_source(data_dir, name, split)``. tfds returns records in a
-    shuffled but fixed order; each keeps its stable 'id' and 'index' (position at write time).
-    """
-
-    def __init__(self, path: str | os.PathLike, split: str):
-        import tensorflow_datasets as tfds
-
-        builder = tfds.builder_from_directory(str(path))
-        if split not in builder.info.splits:
-            raise KeyError(f"{path}: no split {split!r}; it has {sorted(builder.info.splits)}")
-        self._source = builder.as_data_source(split=split)
-        self.name = f"{builder.info.full_name}:{split}"
-
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return decode_stored_record(self._source[index])
-
-    def location(self, index: int) -> str:
-        return f"{self.name}[{index}]"
-
-
 def builtin_source(
     family: str,
     split: str,
@@ -178,7 +127,6 @@ def builtin_source(
     task: str | None = None,
 ) -> Any:
     """The built-in suite's records, generated on access (jaxlvlm.data.builtin.BuiltinSource)."""
-    from jaxlvlm.data.builtin import BuiltinSource
 
     return BuiltinSource(family, split, num, seed, domain=domain, image_size=image_size, task=task)
 
@@ -212,8 +160,6 @@ def source_from_spec(spec: dict[str, Any], seed: int, image_size: int) -> Any:
                 task=task,
             )
         elif kind == "tfds":
-            from jaxlvlm.data.tfds_builder import open_tfds_source
-
             source = open_tfds_source(spec.pop("data_dir"), spec.pop("name"), spec.pop("split"))
         else:
             source = LlavaJsonSource(

@@ -21,8 +21,9 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
+from jaxlvlm.data.bad_samples import BadSample
+from jaxlvlm.data.builtin import make_records
 from jaxlvlm.data.records import validate_record
-from jaxlvlm.data.sources import TfdsSource
 
 BUILDER_NAME = "jaxlvlm_records"
 VERSION = "1.0.0"
@@ -135,6 +136,56 @@ def write_tfds_dataset(
     return Path(builder.data_dir)
 
 
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def decode_stored_record(example: dict[str, Any]) -> dict[str, Any]:
+    """A record as stored by jaxlvlm.data.tfds_builder (bytes fields, JSON conversations) -> a record."""
+    try:
+        conversations = json.loads(_text(example["conversations"]))
+    except json.JSONDecodeError as e:
+        raise BadSample(
+            "malformed_record",
+            _text(example.get("id", "?")),
+            f"stored conversations are not JSON: {e}",
+        ) from e
+    return {
+        "id": _text(example["id"]),
+        "index": int(example["index"]),
+        "images": [bytes(b) for b in example["images"]],
+        "conversations": conversations,
+        "task": _text(example["task"]),
+        "answer": _text(example["answer"]),
+        "scorer": _text(example["scorer"]),
+    }
+
+
+class TfdsSource:
+    """An array_record dataset written by jaxlvlm.data.tfds_builder, read with tfds (no TensorFlow).
+
+    ``path`` is the dataset's version directory (<data_dir>/<builder>/<config>/<version>), or use
+    ``jaxlvlm.data.tfds_builder.open_tfds_source(data_dir, name, split)``. tfds returns records in a
+    shuffled but fixed order; each keeps its stable 'id' and 'index' (position at write time).
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str):
+        builder = tfds.builder_from_directory(str(path))
+        if split not in builder.info.splits:
+            raise KeyError(f"{path}: no split {split!r}; it has {sorted(builder.info.splits)}")
+        self._source = builder.as_data_source(split=split)
+        self.name = f"{builder.info.full_name}:{split}"
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return decode_stored_record(self._source[index])
+
+    def location(self, index: int) -> str:
+        return f"{self.name}[{index}]"
+
+
 def open_tfds_source(data_dir: str | os.PathLike, name: str, split: str) -> TfdsSource:
     """Random-access source over a dataset written by write_tfds_dataset (no TensorFlow)."""
     path = dataset_dir(data_dir, name)
@@ -160,7 +211,6 @@ def write_builtin_suite(
     Returns:
       {family: dataset directory}.
     """
-    from jaxlvlm.data.builtin import make_records
 
     out = {}
     for family in families:

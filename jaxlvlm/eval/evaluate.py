@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
+from jaxlvlm.eval.generate import greedy_generate
 from jaxlvlm.eval.scorers import score_batch
 from jaxlvlm.multihost import allgather_json
 from jaxlvlm.sharding import BATCH_AXES
@@ -109,7 +110,6 @@ def make_generate_fn(
 ) -> Callable[[Any, dict], jax.Array]:
     """(params, batch) -> tokens via jaxlvlm.eval.generate.greedy_generate (jitted inside, one
     compile per prompt shape); lowrank_fn(batch) gives the model's low-rank factors if any."""
-    from jaxlvlm.eval.generate import greedy_generate
 
     def generate(params, batch):
         lowrank = lowrank_fn(batch) if lowrank_fn is not None else None

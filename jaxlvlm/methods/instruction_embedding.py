@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlvlm.convert.bert import load_bert
 from jaxlvlm.methods.instruction_text import PromptMarkers as PromptMarkers
 from jaxlvlm.methods.instruction_text import instruction_text as instruction_text
 from jaxlvlm.methods.instruction_text import prompt_markers as prompt_markers
@@ -92,8 +93,6 @@ def load_instruction_encoder(
       runtime: dtypes / attention backend; None = float32 with XLA attention.
     """
     from transformers import AutoTokenizer
-
-    from jaxlvlm.convert.bert import load_bert
 
     model_dir = model_dir or minilm_model_dir()
     config, params = load_bert(model_dir)

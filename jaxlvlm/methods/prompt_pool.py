@@ -29,6 +29,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxlvlm.models.lowrank import GatheredFactors, LowRankFactors
+
 COS_EPS = 1e-8
 
 
@@ -259,7 +261,6 @@ def pool_lowrank_reference(
     Every example pays for all N + E entries; ``pool_lowrank`` gives the same delta at rank M*R per
     example. Kept as the reference the fast form is tested against and benchmarked next to.
     """
-    from jaxlvlm.models.lowrank import LowRankFactors
 
     a, b, c = pool_factors(pool, memory, coeff, cfg, num_active)
     return {cfg.target: LowRankFactors(a=a, b=b, coeff=c)}
@@ -276,7 +277,6 @@ def gather_selected(pool: dict[str, jax.Array], idx: jax.Array, weights: jax.Arr
     Returns:
       GatheredFactors(a [L, B, M, d_in, R], b [L, B, M, R, d_out], coeff [B, M] float32).
     """
-    from jaxlvlm.models.lowrank import GatheredFactors
 
     idx = jax.lax.stop_gradient(idx)
     return GatheredFactors(
@@ -306,7 +306,6 @@ def pool_lowrank(
     Args:
       idx, weights: [B, M] from select_pool_entries; num_active: see contextual_entries.
     """
-    from jaxlvlm.models.lowrank import LowRankFactors
 
     parts = [gather_selected(pool, idx, weights)]
     a_ctx, b_ctx, c_ctx = contextual_entries(pool, memory, cfg, num_active)

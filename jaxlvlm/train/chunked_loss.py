@@ -20,6 +20,9 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxlvlm.models.config import LVLMConfig
+from jaxlvlm.train.losses import get_token_weights
+
 # head_fn(head_params, hidden [B, c, C]) -> float32 logits [B, c, V]
 HeadFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -45,7 +48,6 @@ def make_chunked_head(model: nn.Module, chunk: int) -> ChunkedHead:
     """
     if chunk < 1:
         raise ValueError(f"loss chunk must be >= 1 positions, got {chunk}")
-    from jaxlvlm.models.config import LVLMConfig
 
     cfg = model.config
     is_lvlm = isinstance(cfg, LVLMConfig)
@@ -194,7 +196,6 @@ def chunked_step_kwargs(
     loss with a token-weight form; a custom forward_fn or loss_fn with loss_chunk > 0 is refused
     with the key to change rather than silently run unchunked.
     """
-    from jaxlvlm.train.losses import get_token_weights
 
     chunk = int(config.train.get("loss_chunk", 0))
     if chunk <= 0:

@@ -26,8 +26,10 @@ from jaxlvlm.convert.lora_export import (
     merge_lora,
     write_peft_adapter,
 )
+from jaxlvlm.data.tokenizer import load_tokenizer
 from jaxlvlm.models.config import LVLMConfig, TextConfig
 from jaxlvlm.train.checkpoint import Checkpointer
+from jaxlvlm.train.setup import model_config_from
 
 ADAPTER_DIR = "adapter"
 
@@ -47,7 +49,6 @@ class RunWeights:
 def _model_config(config: ml_collections.ConfigDict, tokenizer: Any) -> LVLMConfig | TextConfig:
     if config.init_from:
         return read_converted_config(config.init_from)
-    from jaxlvlm.train.setup import model_config_from
 
     return model_config_from(config, tokenizer)
 
@@ -58,7 +59,6 @@ def load_run_weights(workdir: str, step: int | None = None) -> RunWeights:
     Raises FileNotFoundError naming the workdir when it has no checkpoint, ValueError for a step that
     is not there (listing those that are).
     """
-    from jaxlvlm.data.tokenizer import load_tokenizer
 
     ckpt = Checkpointer(workdir, async_save=False)
     try:

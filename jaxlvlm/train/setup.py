@@ -19,6 +19,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from jaxlvlm import sharding as shd
+from jaxlvlm.models import build_model
 from jaxlvlm.models.apply import apply_batch
 from jaxlvlm.models.config import (
     LVLMConfig,
@@ -27,7 +28,9 @@ from jaxlvlm.models.config import (
     lvlm_config_from_dict,
     runtime_config_from_dict,
 )
+from jaxlvlm.train.chunked_loss import chunked_step_kwargs
 from jaxlvlm.train.lora import init_lora, lowrank_of
+from jaxlvlm.train.losses import get_loss
 from jaxlvlm.train.optimizer import frozen_mask, make_optimizer
 from jaxlvlm.train.state import TrainState
 from jaxlvlm.train.step import make_train_step
@@ -71,7 +74,6 @@ def runtime_from(config) -> RuntimeConfig:
 
 
 def build(cfg: LVLMConfig | TextConfig, runtime: RuntimeConfig) -> nn.Module:
-    from jaxlvlm.models import build_model
 
     return build_model(cfg, runtime=runtime)
 
@@ -233,8 +235,6 @@ def jit_train_step(
 ) -> Callable:
     """The jitted ``train_step(state, batch)`` with state shardings in and out, the batch sharded
     over ('data', 'fsdp'), metrics replicated and the old state donated."""
-    from jaxlvlm.train.chunked_loss import chunked_step_kwargs
-    from jaxlvlm.train.losses import get_loss
 
     chunked = chunked_step_kwargs(model, config, forward_fn, loss_fn)
     step = make_train_step(

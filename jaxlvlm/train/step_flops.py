@@ -28,6 +28,8 @@ import jax
 from jaxlvlm.models.config import LVLMConfig, TextConfig, VisionConfig
 from jaxlvlm.train.flops import train_step_flops
 from jaxlvlm.train.lora import projection_dims
+from jaxlvlm.train.optimizer import FROZEN, param_labels, path_str
+from jaxlvlm.train.setup import dummy_inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +180,6 @@ def count_step_flops(
 def trained_paths_of(labels) -> tuple[list[str], bool]:
     """(paths of the trained model params, whether layers are scanned) from the optimizer's labels
     tree over {'params', 'lora'}."""
-    from jaxlvlm.train.optimizer import FROZEN, path_str
 
     flat = jax.tree_util.tree_flatten_with_path(labels.get("params", {}))[0]
     paths = [(path_str(k), lab) for k, lab in flat]
@@ -205,9 +206,6 @@ def run_step_flops(model, cfg, config, batch_size: int, length: int, image_slots
     """The FLOPs per step MFU uses for a run of ``config`` (optim.freeze, optim.lr_groups, lora),
     logged with the 3 x forward count it replaces. Parameters are traced abstractly (no memory)."""
     from flax import linen as nn
-
-    from jaxlvlm.train.optimizer import param_labels
-    from jaxlvlm.train.setup import dummy_inputs
 
     inputs = dummy_inputs(cfg)
     boxed = jax.eval_shape(lambda r: model.init(r, **inputs), jax.random.PRNGKey(0))["params"]

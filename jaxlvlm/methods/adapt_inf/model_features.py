@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from jaxlvlm.methods.adapt_inf.projection import normalize_rows, rademacher_project
 from jaxlvlm.methods.adapt_inf.sample_grads import answer_nll, flatten_per_sample, sample_vectors
 from jaxlvlm.methods.adapt_inf.scorers import drop_image_tokens, score_batch, zero_image
+from jaxlvlm.models.lowrank import LowRankFactors
+from jaxlvlm.train.lora import lora_to_lowrank
 
 MODEL_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
 
@@ -33,7 +35,6 @@ def with_layer(lora: dict, layer: int, part: dict) -> dict:
 
 
 def _lowrank(lora: dict, alpha: float):
-    from jaxlvlm.train.lora import lora_to_lowrank
 
     rank = next(iter(lora.values()))["a"].shape[-1]
     return lora_to_lowrank(lora, alpha, rank)
@@ -75,7 +76,6 @@ def mixture_sample_grads(
     cost is a rank-(B·R) instead of rank-R LoRA in every layer. Returns leaves [B, 1, ...] shaped
     like ``per_sample_grads(sample_loss_fn(...), layer_slice(lora, layer), batch)``.
     """
-    from jaxlvlm.models.lowrank import LowRankFactors
 
     size = batch["input_ids"].shape[0]
     rank = next(iter(lora.values()))["a"].shape[-1]

@@ -36,6 +36,7 @@ from jaxlvlm.models.pilot_connectors import (
     ROUTER_LOGITS,
     connector_trainable_mask,
 )
+from jaxlvlm.train.lora import lora_to_lowrank
 
 BATCH_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
 
@@ -69,7 +70,6 @@ def real_image_mask(batch: dict) -> jax.Array:
 
 
 def _lowrank(lora: dict, alpha: float):
-    from jaxlvlm.train.lora import lora_to_lowrank
 
     if not lora:
         return None
