@@ -28,7 +28,7 @@ from jaxlvlm.files import read_json, safe_name, write_json_atomic
 from jaxlvlm.methods.pilot.approaches import make_approach
 from jaxlvlm.methods.pilot.client import run_clients
 from jaxlvlm.methods.pilot.clients import client_batches, make_clients, stack, take, tree_bytes
-from jaxlvlm.methods.pilot.server import collect_updates
+from jaxlvlm.methods.pilot.rounds import resume_rounds, server_step
 from jaxlvlm.methods.pilot.settings import FederatedSettings
 from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import register_runner
@@ -120,7 +120,7 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
     names = [c.name for c in clients]
     ckpt = RoundCheckpoints(workdir, fp, keep=2)
     try:
-        state, log, wall_before, start = _resume(ckpt, approach)
+        state, log, wall_before, start = resume_rounds(ckpt, approach)
         for i in range(start, len(approach.schedule)):
             rnd, stage = approach.schedule[i]
             t_round = time.perf_counter()
@@ -131,8 +131,9 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
                 s.backend, program, payload, client_in, batches, jnp.asarray(active), keys, frozen
             )
             uploads = _drill([take(uploads, k) for k in range(len(clients))], names, s, i)
-            got = collect_updates(names, uploads, approach.previous(state, payload, stage))
-            state, down = approach.aggregate(state, got, client_out, stage)
+            state, got, down = server_step(
+                approach, state, stage, names, payload, uploads, client_out
+            )
             up = tree_bytes(stack(uploads)) if approach.uploads_travel() else 0
             log.append(_round_log(rnd, stage, t_round, active, metrics, got, up, down))
             logging.info("federated %s round %d %s: %s", s.approach, rnd, stage, log[-1])
@@ -151,32 +152,6 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
     summary = _summary(s, tasks, clients, scores, log, wall_before + time.perf_counter() - t0)
     summary["resumed_after_round"] = start  # schedule entries restored from workdir/rounds
     return summary, start
-
-
-def _resume(ckpt: RoundCheckpoints, approach):
-    """(state, rounds log, wall seconds so far, rounds done) from the newest restorable checkpoint."""
-
-    def restore(done: int):
-        meta = ckpt.read_meta(done)
-        if [tuple(e) for e in meta["schedule"]] != [tuple(e) for e in approach.schedule]:
-            raise ValueError(
-                f"{ckpt.directory}/{done}: saved round schedule {meta['schedule']} differs "
-                f"from this run's {approach.schedule}; use a new --workdir"
-            )
-        stage_done = approach.schedule[done - 1][1]
-        return meta, ckpt.restore(done, approach.template(stage_done))
-
-    found = ckpt.restore_newest(restore)
-    if found is None:
-        return approach.initial, [], 0.0, 0
-    done, (meta, state) = found
-    logging.info(
-        "federated: resuming after round %d of %d (%s)",
-        done,
-        len(approach.schedule),
-        ckpt.directory,
-    )
-    return state, list(meta["rounds_log"]), float(meta["wall_s"]), done
 
 
 def _drill(uploads, names, s: FederatedSettings, i: int):
