@@ -3,7 +3,8 @@
 A nested dict of arrays becomes one ArrayRecord whose keys are the '/'-joined paths
 ('task_adapter/fc1/kernel'); Flower serialises each array with ``np.save(allow_pickle=False)``.
 Dtypes numpy cannot save (bfloat16 and the other ml_dtypes) travel as raw unsigned integers of the
-same width, their real dtype listed in a ConfigRecord next to the arrays.
+same width, and 0-d arrays (which Flower turns into shape (1,)) as one-element vectors; a
+ConfigRecord next to the arrays lists both ('dtype:<key>' -> dtype name, 'scalar:<key>' -> True).
 """
 
 from __future__ import annotations
@@ -31,26 +32,32 @@ def _key(path) -> str:
 
 
 def to_record(tree: PyTree) -> tuple[ArrayRecord, ConfigRecord]:
-    """(arrays, dtypes) of a nested dict of arrays: {path: array} and {path: dtype name} of the
-    arrays stored as raw integers. Leaves keep their shapes ([...] as in the tree)."""
-    arrays, dtypes = ArrayRecord(), ConfigRecord()
+    """(arrays, layout) of a nested dict of arrays: {path: array} and what ``from_record`` needs
+    to give every leaf back its dtype and shape ([...] as in the tree)."""
+    arrays, layout = ArrayRecord(), ConfigRecord()
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         x = np.asarray(jax.device_get(leaf))
         key = _key(path)
         if x.dtype.kind not in "biufc":  # ml_dtypes (kind 'V'): np.save would need pickle
-            dtypes[key] = x.dtype.name
+            layout[f"dtype:{key}"] = x.dtype.name
             x = x.view(_RAW[x.dtype.itemsize])
+        if x.ndim == 0:
+            layout[f"scalar:{key}"] = True
+            x = x.reshape(1)
         arrays[key] = Array(np.ascontiguousarray(x))
-    return arrays, dtypes
+    return arrays, layout
 
 
-def from_record(arrays: ArrayRecord, dtypes: ConfigRecord | None = None) -> dict:
+def from_record(arrays: ArrayRecord, layout: ConfigRecord | None = None) -> dict:
     """The nested dict of numpy arrays that ``to_record`` was given (empty sub-dicts excepted)."""
+    layout = layout if layout is not None else ConfigRecord()
     out: dict = {}
     for key, arr in arrays.items():
         x = arr.numpy()
-        if dtypes is not None and key in dtypes:
-            x = x.view(jnp.dtype(str(dtypes[key])))
+        if f"dtype:{key}" in layout:
+            x = x.view(jnp.dtype(str(layout[f"dtype:{key}"])))
+        if f"scalar:{key}" in layout:
+            x = x.reshape(())
         node = out
         *parents, leaf = key.split(SEP)
         for p in parents:

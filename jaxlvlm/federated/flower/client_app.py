@@ -5,7 +5,8 @@
   evaluate  -> the site's personalised model scored on its own eval split
 Every message carries the server's fingerprint; a site whose own differs answers 'refused' with
 the first differing key instead of training (the server records it and goes on without it).
-Node config (flower-supernode --node-config): config, client, workdir, and nan_round (the fault
+Node config (flower-supernode --node-config): config, client, workdir, overrides (dotted
+key=value pairs applied to the config), and nan_round (the fault
 drill: the 1-based schedule entry in which this site sends a NaN update; 0 = never).
 """
 
@@ -25,8 +26,8 @@ app = ClientApp()
 
 
 @functools.lru_cache(maxsize=1)
-def _site(config: str, client: str, workdir: str) -> Site:
-    return Site(config, client, workdir)
+def _site(config: str, client: str, workdir: str, overrides: str) -> Site:
+    return Site(config, client, workdir, overrides)
 
 
 def site_of(context: Context) -> Site:
@@ -37,7 +38,12 @@ def site_of(context: Context) -> Site:
             f"SuperNode node config lacks {missing}; start it with --node-config "
             '\'config="file.py:arg" workdir="dir" client="name"\''
         )
-    return _site(str(nc["config"]), str(nc.get("client", "")), str(nc["workdir"]))
+    return _site(
+        str(nc["config"]),
+        str(nc.get("client", "")),
+        str(nc["workdir"]),
+        str(nc.get("overrides", "")),
+    )
 
 
 def _answer(msg: Message, site: Site, tree=None, **fields) -> Message:

@@ -1,7 +1,7 @@
 """What every message between the Flower ServerApp and a site carries, and the config both load.
 
 A message's RecordDict holds 'meta' (ConfigRecord: schedule index, round, stage, the config
-fingerprint as JSON, the roster) and, for parameters, 'arrays' + 'dtypes' (jaxlvlm.federated.flower
+fingerprint as JSON, the roster) and, for parameters, 'arrays' + 'layout' (jaxlvlm.federated.flower
 .arrays). The fingerprint is the in-process runner's (runners.federated.run_fingerprint) without
 what legitimately differs between sites: their own data sources and how a process runs its client.
 A site whose fingerprint differs from the server's is refused, the first differing key named.
@@ -38,8 +38,9 @@ class Member:
     num_examples: int
 
 
-def load_config(spec: str):
-    """The ml_collections config of 'path/to/file.py[:arg]' (what --config takes)."""
+def load_config(spec: str, overrides: str = ""):
+    """The ml_collections config of 'path/to/file.py[:arg]' (what --config takes), with
+    ``overrides`` ('method.clients_per_task=1 seed=3': dotted keys, JSON values) applied."""
     path, _, arg = spec.partition(":")
     path = os.path.abspath(path)
     if not os.path.isfile(path):
@@ -50,7 +51,18 @@ def load_config(spec: str):
     module_spec = importlib.util.spec_from_file_location(f"_flower_config_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    config = module.get_config(arg or None)
+    for item in overrides.split():
+        key, _, value = item.partition("=")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass  # a bare string
+        try:
+            config.update_from_flattened_dict({key: value})
+        except (KeyError, AttributeError) as e:
+            raise ConfigError(f"override '{item}': {path} has no key {key}") from e
+    return config
 
 
 def settings(config) -> FederatedSettings:
@@ -103,10 +115,10 @@ def content(meta: ConfigRecord, tree=None) -> RecordDict:
     """The RecordDict of a message: its meta and, when given, a parameter tree."""
     records = {"meta": meta}
     if tree is not None:
-        records["arrays"], records["dtypes"] = to_record(tree)
+        records["arrays"], records["layout"] = to_record(tree)
     return RecordDict(records)
 
 
 def tree_of(records: RecordDict) -> dict:
     """The parameter tree of a message (nested dict of numpy arrays)."""
-    return from_record(records["arrays"], records.get("dtypes"))
+    return from_record(records["arrays"], records.get("layout"))

@@ -3,7 +3,7 @@
 Run config (flwr run --run-config; see app/pyproject.toml): config (the federation's jaxlvlm
 config, file.py[:arg]), workdir (the server's directory), num_sites (sites to wait for before round
 1), round_timeout (seconds a round waits for its sites), join_timeout (seconds to wait for the
-sites to join).
+sites to join), overrides (dotted key=value pairs applied to the config).
 
 Each schedule entry: every connected site gets its slot of the approach's payload (Pilot: all task
 adapters and its own personalised LoRA), trains, and uploads; ``methods.pilot.rounds.server_step``
@@ -92,7 +92,7 @@ class Sites:
 
 def serve(grid: Grid, run_config: dict) -> dict:
     """Runs (or resumes, or reads back) the federation of ``run_config``; returns the summary."""
-    config = P.load_config(str(run_config["config"]))
+    config = P.load_config(str(run_config["config"]), str(run_config.get("overrides", "")))
     s = P.settings(config)
     fp = P.fingerprint(config, s)
     workdir = os.path.abspath(str(run_config["workdir"]))

@@ -15,5 +15,7 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     logging.getLogger().setLevel(logging.INFO)
+    for chatty in ("httpx", "absl"):  # a line per HTTP poll / per orbax step otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     summary = serve(grid, dict(context.run_config))
     logging.info("federation finished: macro score %.2f", summary["macro"])

@@ -44,8 +44,8 @@ def use_compilation_cache(directory: str) -> None:
 class Site:
     """A site's config, data and backbone (built once per process)."""
 
-    def __init__(self, config_spec: str, client: str, workdir: str):
-        self.config = P.load_config(config_spec)
+    def __init__(self, config_spec: str, client: str, workdir: str, overrides: str = ""):
+        self.config = P.load_config(config_spec, overrides)
         self.s = P.settings(self.config)
         self.fingerprint = P.fingerprint(self.config, self.s)
         self.workdir = os.path.abspath(workdir)
