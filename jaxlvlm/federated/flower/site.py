@@ -8,13 +8,16 @@ the fingerprint, the roster (every site's name, task and size) and this site's p
 
 The site runs the same jitted client program as the in-process runner ('loop' backend, one client)
 with the same batches and keys that client k of the simulated round gets, and keeps what never
-leaves it (Pilot's client adapter, cross adapters and router) in <workdir>/site/rounds, one
+leaves it (Pilot's client adapter, cross adapters and router) in
+<workdir>/federation_<fingerprint hash>/site/rounds, one
 checkpoint per schedule entry, so a restarted site continues from what it last kept.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
 
@@ -48,9 +51,14 @@ class Site:
         self.config = P.load_config(config_spec, overrides)
         self.s = P.settings(self.config)
         self.fingerprint = P.fingerprint(self.config, self.s)
-        self.workdir = os.path.abspath(workdir)
+        # One SuperNode may serve several federations: each gets its own directory, named by the
+        # fingerprint; the compilation cache is shared.
+        digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True, default=str).encode())
+        self.workdir = os.path.join(
+            os.path.abspath(workdir), f"federation_{digest.hexdigest()[:12]}"
+        )
         os.makedirs(self.workdir, exist_ok=True)
-        use_compilation_cache(os.path.join(self.workdir, "jax_cache"))
+        use_compilation_cache(os.path.join(os.path.abspath(workdir), "jax_cache"))
         self.tasks = F._tasks(self.config)
         sources = [x for t in self.tasks for x in task_specs(self.config, t)]
         c = phase_config(self.config, sources, 1, self.tasks, lora=True)
