@@ -7,10 +7,12 @@ site that sends NaN is rejected and named, and a site killed during round 2 is l
 round, named, and back in round 3 after a restart.
 """
 
+import contextlib
 import os
 import time
 
 import numpy as np
+import orbax.checkpoint as ocp
 import psutil
 import pytest
 
@@ -71,7 +73,8 @@ def _finished(spec):
 def _restore(directory: str) -> dict:
     ck = RoundCheckpoints(directory, {}, keep=2)
     try:
-        return ck.manager.restore(ck.latest_step())["state"]
+        args = ocp.args.Composite(state=ocp.args.StandardRestore())
+        return ck.manager.restore(ck.latest_step(), args=args)["state"]
     finally:
         ck.close()
 
@@ -89,6 +92,15 @@ def _assert_bitwise(a, b, what):
     assert fa.keys() == fb.keys(), what
     for k in fa:
         np.testing.assert_array_equal(fa[k], fb[k], err_msg=f"{what} {k}")
+
+
+def _busy(node: psutil.Process) -> bool:
+    """Whether the SuperNode runs a ClientApp process right now."""
+    for p in node.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "flwr-clientapp" in " ".join(p.cmdline()):
+                return True
+    return False
 
 
 def _site_state(tmp, name) -> dict:
