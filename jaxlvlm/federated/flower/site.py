@@ -105,6 +105,8 @@ class Site:
             ckpt.close()
 
     def _keep(self, index: int, state, meta: dict) -> None:
+        if not jax.tree_util.tree_leaves(state):
+            return  # the baselines keep nothing on the client (orbax cannot save an empty tree)
         ckpt = RoundCheckpoints(os.path.join(self.workdir, "site"), self.fingerprint, keep=3)
         try:
             ckpt.save(index, state, meta)
