@@ -96,7 +96,11 @@ def _assert_bitwise(a, b, what):
 
 def _busy(node: psutil.Process) -> bool:
     """Whether the SuperNode runs a ClientApp process right now."""
-    for p in node.children(recursive=True):
+    try:
+        children = node.children(recursive=True)
+    except psutil.Error:  # a finished ClientApp not yet reaped (zombie) in the tree
+        return False
+    for p in children:
         with contextlib.suppress(psutil.Error):
             if "flwr-clientapp" in " ".join(p.cmdline()):
                 return True
