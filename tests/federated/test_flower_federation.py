@@ -161,9 +161,7 @@ def test_a_nan_update_is_rejected_and_a_killed_site_rejoins_after_a_restart(tmp_
         for _ in range(6000):  # round 1 saved and the site's ClientApp busy with round 2
             if run.poll() is not None:
                 break
-            if first.exists() and any(
-                "flwr-clientapp" in " ".join(p.cmdline()) for p in node.children(recursive=True)
-            ):
+            if first.exists() and _busy(node):
                 break
             time.sleep(0.2)
         fed.kill(f"supernode_{killed}")
