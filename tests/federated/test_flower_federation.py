@@ -45,7 +45,7 @@ def _federation(tmp, spec: str, **node_extra) -> LocalFederation:
 
 def _site(tmp, name, spec, **extra) -> dict:
     d = str(tmp / "sites" / name.replace("#", "_"))
-    return dict(config=spec, client=name, workdir=d, overrides=OVERRIDES, **extra)
+    return dict(config=spec, client=name, workdir=d, overrides=OVERRIDES) | extra
 
 
 # the 'test' config caps rounds at 2; the kill test needs a third round to see the site rejoin
