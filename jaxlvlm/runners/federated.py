@@ -13,7 +13,6 @@ one model on the union of the clients' data (one phase; the upper bound).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -23,56 +22,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlvlm.eval import plots
-from jaxlvlm.files import read_json, safe_name, write_json_atomic
+from jaxlvlm.federated.run_parts import (
+    SUMMARY_FILE,
+    evaluate_clients,
+    federated_summary,
+    federated_tasks,
+    read_summary,
+    run_fingerprint,
+    write_federated_report,
+)
 from jaxlvlm.methods.pilot.approaches import make_approach
 from jaxlvlm.methods.pilot.client import run_clients
 from jaxlvlm.methods.pilot.clients import client_batches, make_clients, stack, take, tree_bytes
-from jaxlvlm.methods.pilot.server import collect_updates
+from jaxlvlm.methods.pilot.rounds import resume_rounds, server_step
 from jaxlvlm.methods.pilot.settings import FederatedSettings
 from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import register_runner
 from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train.base_model import base_params
 from jaxlvlm.train.checkpoint import RoundCheckpoints
-from jaxlvlm.train.fingerprint import (
-    EVALUATION,
-    PLACEMENT,
-    READING,
-    check_fingerprint,
-    fingerprint,
-)
 from jaxlvlm.train.phase import run_phase, scores_vector
 from jaxlvlm.train.phase_config import phase_config, task_specs
-
-SUMMARY_FILE = "summary.json"
-
-# Config sections that do not change what the rounds train (the rounds do not read train.*);
-# evaluation keys are added back for the finished-run check (scores depend on them).
-NOT_TRAINING = (*PLACEMENT, "train", *EVALUATION, *READING)
-
-
-def run_fingerprint(config, s: FederatedSettings, *, evaluation: bool = False) -> dict:
-    """{dotted key: value} of what shapes the run; the method section with defaults filled in."""
-    d = {k: v for k, v in RS.config_json(config).items() if k != "method"}
-    d["method"] = dataclasses.asdict(s)
-    ignore = tuple(k for k in NOT_TRAINING if not (evaluation and k in EVALUATION))
-    return fingerprint(d, ignore)
-
-
-def read_summary(workdir: str, finished: dict) -> dict | None:
-    """The summary.json of a finished run (its fingerprint checked), or None."""
-    path = os.path.join(workdir, SUMMARY_FILE)
-    summary = read_json(path)
-    if summary is not None:
-        check_fingerprint(path, summary.get("config_fingerprint", {}), finished)
-    return summary
-
-
-def _tasks(config) -> list[str]:
-    return list(config.data.tasks) or list(
-        dict.fromkeys(dict(x)["task"] for x in config.data.sources)
-    )
 
 
 @register_runner("federated", settings=FederatedSettings)
@@ -83,7 +53,7 @@ def run_federated(config, workdir: str) -> dict:
     start, -1 = the run was already finished)}.
     """
     s = settings_from(FederatedSettings, config.method)
-    tasks = _tasks(config)
+    tasks = federated_tasks(config)
     os.makedirs(workdir, exist_ok=True)
     finished = run_fingerprint(config, s, evaluation=True)
     done = read_summary(workdir, finished)
@@ -115,7 +85,7 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
     names = [c.name for c in clients]
     ckpt = RoundCheckpoints(workdir, fp, keep=2)
     try:
-        state, log, wall_before, start = _resume(ckpt, approach)
+        state, log, wall_before, start = resume_rounds(ckpt, approach)
         for i in range(start, len(approach.schedule)):
             rnd, stage = approach.schedule[i]
             t_round = time.perf_counter()
@@ -126,8 +96,9 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
                 s.backend, program, payload, client_in, batches, jnp.asarray(active), keys, frozen
             )
             uploads = _drill([take(uploads, k) for k in range(len(clients))], names, s, i)
-            got = collect_updates(names, uploads, approach.previous(state, payload, stage))
-            state, down = approach.aggregate(state, got, client_out, stage)
+            state, got, down = server_step(
+                approach, state, stage, names, payload, uploads, client_out
+            )
             up = tree_bytes(stack(uploads)) if approach.uploads_travel() else 0
             log.append(_round_log(rnd, stage, t_round, active, metrics, got, up, down))
             logging.info("federated %s round %d %s: %s", s.approach, rnd, stage, log[-1])
@@ -142,36 +113,12 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
     finally:
         ckpt.close()
     conn, loras = approach.personalised(state)
-    scores = _evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, approach)
-    summary = _summary(s, tasks, clients, scores, log, wall_before + time.perf_counter() - t0)
+    scores = evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, approach)
+    summary = federated_summary(
+        s, tasks, clients, scores, log, wall_before + time.perf_counter() - t0
+    )
     summary["resumed_after_round"] = start  # schedule entries restored from workdir/rounds
     return summary, start
-
-
-def _resume(ckpt: RoundCheckpoints, approach):
-    """(state, rounds log, wall seconds so far, rounds done) from the newest restorable checkpoint."""
-
-    def restore(done: int):
-        meta = ckpt.read_meta(done)
-        if [tuple(e) for e in meta["schedule"]] != [tuple(e) for e in approach.schedule]:
-            raise ValueError(
-                f"{ckpt.directory}/{done}: saved round schedule {meta['schedule']} differs "
-                f"from this run's {approach.schedule}; use a new --workdir"
-            )
-        stage_done = approach.schedule[done - 1][1]
-        return meta, ckpt.restore(done, approach.template(stage_done))
-
-    found = ckpt.restore_newest(restore)
-    if found is None:
-        return approach.initial, [], 0.0, 0
-    done, (meta, state) = found
-    logging.info(
-        "federated: resuming after round %d of %d (%s)",
-        done,
-        len(approach.schedule),
-        ckpt.directory,
-    )
-    return state, list(meta["rounds_log"]), float(meta["wall_s"]), done
 
 
 def _drill(uploads, names, s: FederatedSettings, i: int):
@@ -198,32 +145,6 @@ def _round_log(rnd, stage, t_round, active, metrics, got, up, down) -> dict:
     }
 
 
-def _evaluate_clients(
-    config, workdir, tasks, clients, frozen, conn, loras, approach
-) -> list[float]:
-    """Score in [0, 100] of each client's personalised model on its task's eval sources."""
-    out, evaluators = [], {}
-    for k, cl in enumerate(clients):
-        if cl.task not in evaluators:
-            evals = task_specs(config, cl.task, "eval_sources")
-            c = phase_config(
-                config, task_specs(config, cl.task), 1, tasks, eval_sources=evals, lora=True
-            )
-            if approach.eval_connector is not None:
-                with c.unlocked():
-                    c.model.connector = approach.eval_connector[0]
-                    c.model.connector_kwargs = dict(approach.eval_connector[1])
-            evaluators[cl.task] = RS.make_weights_evaluator(
-                RS.prepare_run(c, os.path.join(workdir, "eval"))
-            )
-        result = evaluators[cl.task]({**frozen, "connector": conn[k]}, loras[k])
-        out.append(100.0 * float(result.scores[cl.task]))
-        os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-        path = os.path.join(workdir, "eval", f"predictions_{safe_name(cl.name)}.jsonl")
-        RS.write_predictions(path, result.predictions)
-    return out
-
-
 def _centralized(config, workdir, tasks, clients, params0, s: FederatedSettings) -> dict:
     total = sum(cl.num_examples for cl in clients)
     steps = max(1, math.ceil(s.rounds * s.local_epochs * total / config.data.global_batch_size))
@@ -239,73 +160,6 @@ def _centralized(config, workdir, tasks, clients, params0, s: FederatedSettings)
     )
     per_task = scores_vector(res.scores, tasks)
     scores = [float(per_task[cl.task_id]) for cl in clients]
-    summary = _summary(s, tasks, clients, scores, [], res.wall_s)
+    summary = federated_summary(s, tasks, clients, scores, [], res.wall_s)
     summary["train_steps"] = steps
     return summary
-
-
-def _summary(s: FederatedSettings, tasks, clients, scores, rounds_log, wall) -> dict:
-    per_task = {
-        t: float(np.mean([x for x, cl in zip(scores, clients, strict=True) if cl.task == t]))
-        for t in tasks
-    }
-    return {
-        "approach": s.approach,
-        "tasks": tasks,
-        "backend": s.backend,
-        "clients": [
-            dict(name=cl.name, task=cl.task, examples=cl.num_examples, score=x)
-            for cl, x in zip(clients, scores, strict=True)
-        ],
-        "per_task": per_task,
-        "macro": float(np.mean(list(per_task.values()))),
-        "rounds": rounds_log,
-        "wall_s": wall,
-    }
-
-
-def write_federated_report(workdir: str, s: dict) -> str | None:
-    """report.md, then summary.json (atomically: its presence marks the run finished), process 0."""
-    if jax.process_index() != 0:
-        return None
-    lines = [f"# jaxlvlm: federated instruction tuning ({s['approach']})", ""]
-    lines += [f"Macro score over tasks: {s['macro']:.2f}", ""]
-    rows = [[t, v] for t, v in s["per_task"].items()]
-    lines += plots.markdown_table(["task", "score (0-100)"], rows) + [""]
-    rows = [[c["name"], c["task"], c["examples"], c["score"]] for c in s["clients"]]
-    lines += plots.markdown_table(["client", "task", "examples", "score"], rows) + [""]
-    if s["rounds"]:
-        lines += ["## Rounds", ""] + _rounds_table(s["rounds"]) + [""]
-    lines += [f"Wall time: {s['wall_s']:.1f} s", ""]
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), s, what="summary")
-    return path
-
-
-def _rounds_table(rounds: list[dict]) -> list[str]:
-    header = [
-        "round",
-        "stage",
-        "seconds",
-        "local steps",
-        "MB up",
-        "MB down",
-        "rejected",
-        "train CE",
-    ]
-    rows = [
-        [
-            r["round"],
-            r["stage"],
-            r["seconds"],
-            r["local_steps"],
-            r["bytes_up"] / 1e6,
-            r["bytes_down"] / 1e6,
-            "; ".join(x["reason"] for x in r["rejected"]) or "-",
-            r["mean_train_ce"],
-        ]
-        for r in rounds
-    ]
-    return plots.markdown_table(header, rows)

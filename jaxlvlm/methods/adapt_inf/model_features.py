@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from jaxlvlm.methods.adapt_inf.projection import normalize_rows, rademacher_project
 from jaxlvlm.methods.adapt_inf.sample_grads import answer_nll, flatten_per_sample, sample_vectors
 from jaxlvlm.methods.adapt_inf.scorers import drop_image_tokens, score_batch, zero_image
+from jaxlvlm.models.apply import apply_batch
 from jaxlvlm.models.lowrank import LowRankFactors
-from jaxlvlm.train.lora import lora_to_lowrank
+from jaxlvlm.train.lora import lowrank_of
 
 MODEL_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
 
@@ -34,24 +35,9 @@ def with_layer(lora: dict, layer: int, part: dict) -> dict:
     }
 
 
-def _lowrank(lora: dict, alpha: float):
-
-    rank = next(iter(lora.values()))["a"].shape[-1]
-    return lora_to_lowrank(lora, alpha, rank)
-
-
 def model_logits(model, params: Any, lora: dict, batch: dict, alpha: float) -> jax.Array:
     """logits [B, L, V] of the LVLM with LoRA on ``batch`` (batch contract keys)."""
-    kwargs = {}
-    if "pixel_values" in batch:
-        kwargs = {"pixel_values": batch["pixel_values"], "num_images": batch["num_images"]}
-    return model.apply(
-        {"params": params},
-        batch["input_ids"],
-        batch["attention_mask"],
-        lowrank=_lowrank(lora, alpha),
-        **kwargs,
-    )
+    return apply_batch(model, params, batch, lowrank=lowrank_of(lora, alpha))
 
 
 def sample_loss_fn(model, params: Any, lora: dict, layer: int, alpha: float):

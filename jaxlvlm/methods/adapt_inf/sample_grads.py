@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlvlm.methods.adapt_inf.projection import normalize_rows, rademacher_project
+from jaxlvlm.train.losses import token_nll
 
 PyTree = Any
 SampleLoss = Callable[[PyTree, dict[str, jax.Array]], jax.Array]
@@ -24,8 +25,7 @@ def answer_nll(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> j
 
     logits [L, V], targets [L] int, loss_mask [L] -> scalar. A sample without answer tokens gets 0.
     """
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, targets[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    nll = token_nll(logits, targets)
     mask = loss_mask.astype(jnp.float32)
     return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 

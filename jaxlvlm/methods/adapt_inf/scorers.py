@@ -20,18 +20,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxlvlm.train.losses import token_nll
+
 SCORER_NAMES = ("log_perplexity", "el2n", "entropy", "image_grounding", "grand")
 
 
 def _mask_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     mask = mask.astype(jnp.float32)
     return jnp.sum(values * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
-
-
-def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """NLL of each target token: logits [B, L, V], targets [B, L] -> [B, L] float32."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def log_perplexity(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> jax.Array:

@@ -31,12 +31,14 @@ from jaxlvlm.methods.pilot.losses import (
     router_z_loss,
 )
 from jaxlvlm.methods.pilot.server import stage2_connector_params
+from jaxlvlm.models.apply import apply_batch
 from jaxlvlm.models.pilot_connectors import (
     DIFFERENCE_LOSS,
     ROUTER_LOGITS,
     connector_trainable_mask,
 )
-from jaxlvlm.train.lora import lora_to_lowrank
+from jaxlvlm.train.lora import lowrank_of
+from jaxlvlm.train.losses import token_nll
 
 BATCH_KEYS = ("input_ids", "attention_mask", "targets", "loss_mask", "pixel_values", "num_images")
 
@@ -69,31 +71,15 @@ def real_image_mask(batch: dict) -> jax.Array:
     return (jnp.arange(n)[None, :] < batch["num_images"][:, None]).reshape(-1).astype(jnp.float32)
 
 
-def _lowrank(lora: dict, alpha: float):
-
-    if not lora:
-        return None
-    rank = next(iter(lora.values()))["a"].shape[-1]
-    return lora_to_lowrank(lora, alpha, rank)
-
-
 def local_loss(lt: LocalTraining, trainable: dict, anchor: dict, batch: dict, frozen: dict):
     """Token-mean answer NLL of the batch plus this stage's auxiliary terms -> (loss, metrics).
 
     frozen: the shared {'vision', 'llm'} parameters.
     """
     params = {**frozen, "connector": trainable["connector"]}
-    logits, inter = lt.model.apply(
-        {"params": params},
-        batch["input_ids"],
-        batch["attention_mask"],
-        pixel_values=batch["pixel_values"],
-        num_images=batch["num_images"],
-        lowrank=_lowrank(trainable["lora"], lt.lora_alpha),
-        mutable=["intermediates"],
-    )
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, batch["targets"][..., None], axis=-1)[..., 0]
+    lowrank = lowrank_of(trainable["lora"], lt.lora_alpha)
+    logits, inter = apply_batch(lt.model, params, batch, lowrank=lowrank, mutable=["intermediates"])
+    nll = token_nll(logits, batch["targets"])
     mask = batch["loss_mask"].astype(jnp.float32)
     ce = jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
     loss = ce

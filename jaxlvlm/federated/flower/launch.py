@@ -1,0 +1,218 @@
+"""A whole Flower federation on one machine: a SuperLink and one SuperNode per site on 127.0.0.1.
+
+    python -m jaxlvlm.federated.flower.launch --config configs/federated_builtin.py:approach=pilot \\
+        --workdir runs/fed_flower --num_sites 4
+
+starts the SuperLink (insecure, loopback only), ``num_sites`` SuperNodes (each with its own site
+workdir under <workdir>/sites/ and its own config entry naming its data), submits the app with
+``flwr run`` and stops everything when the run ends. When num_sites differs from the config's
+number of clients, method.clients_per_task is set to num_sites / number of tasks. Logs go to
+<workdir>/logs/. The multi-machine form (one command per machine) is in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import tomli_w
+
+from jaxlvlm.federated import run_parts as F
+from jaxlvlm.federated.flower import protocol as P
+from jaxlvlm.files import read_json, safe_name
+from jaxlvlm.train.phase_config import task_specs
+
+APP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
+CONNECTION = "jaxlvlm-local"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}; see its log")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:g} s")
+
+
+def site_names(config) -> list[str]:
+    """The config's client names, as make_clients will name them (without reading any data)."""
+    cpt = config.method.get("clients_per_task", 2)
+    return [
+        f"{t}#{j}"
+        for t in F.federated_tasks(config)
+        for j in range(cpt * len(task_specs(config, t)))
+    ]
+
+
+def node_config(**kv) -> str:
+    """--node-config's "k='v' ..." form: TOML literal strings, so values may hold double quotes."""
+    for k, v in kv.items():
+        if "'" in str(v):
+            raise ValueError(f"node config {k}={v!r}: Flower's parser cannot carry a ' here")
+    return " ".join(f"{k}={v}" if isinstance(v, int) else f"{k}='{v}'" for k, v in kv.items())
+
+
+class LocalFederation:
+    """The processes of a federation on the loopback interface (each in its own process group)."""
+
+    def __init__(self, workdir: str, env: dict | None = None):
+        self.workdir = os.path.abspath(workdir)
+        self.logs = os.path.join(self.workdir, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.env = dict(env if env is not None else os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [os.path.abspath(root), *filter(None, [self.env.get("PYTHONPATH")])]
+        )
+        self.env["FLWR_HOME"] = os.path.join(self.workdir, "flwr_home")
+        self.port = free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def _start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        log = open(os.path.join(self.logs, f"{safe_name(name)}.log"), "a")  # noqa: SIM115
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_superlink(self, timeout: float = 60.0) -> None:
+        os.makedirs(self.env["FLWR_HOME"], exist_ok=True)
+        with open(os.path.join(self.env["FLWR_HOME"], "config.toml"), "w") as f:
+            f.write(
+                f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+                f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+            )
+        cmd = ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port)]
+        # The app's dependencies are this environment's; never let Flower install any.
+        proc = self._start("superlink", [*cmd, "--disable-runtime-dependency-installation"])
+        wait_for_port(self.port, timeout, proc, "flower-superlink")
+
+    def start_supernode(self, site: str, **config) -> None:
+        """One site's SuperNode; config: its node config (config, client, workdir, ...)."""
+        cmd = [
+            "flower-supernode",
+            "--insecure",
+            "--superlink",
+            f"127.0.0.1:{self.port}",
+            "--port",
+            str(free_port()),
+            "--node-config",
+            node_config(**config),
+        ]
+        self._start(f"supernode_{site}", cmd)
+
+    def kill(self, name: str) -> None:
+        """Kills a process and everything it started, at once: a crashed site or server."""
+        proc = self.procs.pop(name)
+        _signal_tree(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def submit(self, run_config: dict) -> subprocess.Popen:
+        """``flwr run`` of the app with ``run_config``; returns the attached (streaming) process."""
+        path = os.path.join(self.workdir, f"run_config_{len(self.procs)}.toml")
+        with open(path, "wb") as f:
+            tomli_w.dump(run_config, f)  # a file: values may hold quotes and spaces
+        cmd = ["flwr", "run", APP_DIR, CONNECTION, "--run-config", path, "--stream"]
+        return self._start(f"run_{len(self.procs)}", cmd)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.kill(name)  # nothing of a finished local federation needs a graceful exit
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    """Sends ``sig`` to ``pid`` and all its descendants (Flower's SuperExec starts its own
+    session, so the process group alone would leave the ServerApp running)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
+
+
+def launch(
+    config_spec: str,
+    workdir: str,
+    num_sites: int,
+    round_timeout: float = 1800.0,
+    join_timeout: float = 600.0,
+    overrides: str = "",
+) -> dict:
+    """Runs the federation to the end on this machine; returns the summary."""
+    path, _, arg = config_spec.partition(":")
+    config_spec = f"{os.path.abspath(path)}:{arg}" if arg else os.path.abspath(path)
+    config = P.load_config(config_spec, overrides)
+    names = site_names(config)
+    if num_sites != len(names):
+        tasks = F.federated_tasks(config)
+        if num_sites % len(tasks):
+            raise ValueError(
+                f"--num_sites {num_sites}: {config_spec} has {len(tasks)} tasks and {len(names)} "
+                f"clients; pass a multiple of {len(tasks)}"
+            )
+        overrides = f"{overrides} method.clients_per_task={num_sites // len(tasks)}".strip()
+        names = site_names(P.load_config(config_spec, overrides))
+    fed = LocalFederation(workdir)
+    try:
+        fed.start_superlink()
+        for name in names:
+            site_dir = os.path.join(fed.workdir, "sites", safe_name(name))
+            fed.start_supernode(
+                name, config=config_spec, client=name, workdir=site_dir, overrides=overrides
+            )
+        run = fed.submit(
+            dict(
+                config=config_spec,
+                workdir=os.path.join(fed.workdir, "server"),
+                num_sites=num_sites,
+                round_timeout=round_timeout,
+                join_timeout=join_timeout,
+                overrides=overrides,
+            )
+        )
+        run.wait()
+    finally:
+        fed.stop()
+    summary = read_json(os.path.join(fed.workdir, "server", F.SUMMARY_FILE))
+    if summary is None:
+        raise RuntimeError(f"the federation did not finish; see the logs in {fed.logs}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", required=True, help="file.py[:arg], as for jaxlvlm.main")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--num_sites", type=int, required=True)
+    p.add_argument("--round_timeout", type=float, default=1800.0)
+    p.add_argument("--join_timeout", type=float, default=600.0)
+    p.add_argument("--overrides", default="", help="'method.rounds=2 seed=1': dotted key=value")
+    a = p.parse_args(argv)
+    s = launch(a.config, a.workdir, a.num_sites, a.round_timeout, a.join_timeout, a.overrides)
+    print(f"macro score {s['macro']:.2f}; report: {os.path.join(a.workdir, 'server', 'report.md')}")
+    print("per site:", " ".join(f"{c['name']}={c['score']:.1f}" for c in s["clients"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
