@@ -60,7 +60,7 @@ def load_run_weights(workdir: str, step: int | None = None) -> RunWeights:
     is not there (listing those that are).
     """
 
-    ckpt = Checkpointer(workdir, async_save=False)
+    ckpt = Checkpointer(workdir)  # read-only here: restores are synchronous
     try:
         steps = ckpt.all_steps()
         if not steps:
