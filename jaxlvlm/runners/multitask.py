@@ -69,7 +69,7 @@ def cotbal_task_weights(config, workdir: str, task_names: list[str], s: Multitas
     probes = probe_phase(config, workdir, task_names, s)
     path = os.path.join(workdir, "probe_scores.json")
     if jax.process_index() == 0:
-        write_cotbal_inputs(path, task_names, probes["V"], probes["v0"])
+        write_cotbal_inputs(path, task_names, probes["V"], probes["v0"], balanced)
     res = cotbal.weights_from_scores(probes["V"], probes["v0"], s.tau, alphas, balanced=balanced)
     out: dict[str, Any] = {k: np.asarray(v) for k, v in res.items()}
     out.update(source=path, V=probes["V"], v0=probes["v0"], probe_wall_s=probes["wall_s"])

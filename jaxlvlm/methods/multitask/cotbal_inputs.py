@@ -15,7 +15,6 @@ When the run's task names are given, the file's entries are matched by name and 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -67,7 +66,7 @@ def load_cotbal_inputs(path: str, task_names: Sequence[str] | None = None) -> di
                 raise CotbalInputError(f"{path}: key {k!r} is missing (V and v0 go together)")
         out["v0"] = _vector(path, raw, "v0")
         T = len(out["v0"])
-        V = _array(path, raw, "V")
+        V = _probe_matrix(path, raw)
         if V.shape != (T, T):
             raise CotbalInputError(
                 f"{path}: 'V' has shape {V.shape}, expected ({T}, {T}) to match 'v0'"
@@ -132,6 +131,18 @@ def _array(path: str, raw: dict, key: str) -> np.ndarray:
     return arr
 
 
+def _probe_matrix(path: str, raw: dict) -> np.ndarray:
+    """V with null rows allowed for fixed-weight tasks ('balanced' false: no probe was trained)."""
+    rows, bal = raw["V"], raw.get("balanced")
+    if not isinstance(rows, list) or not isinstance(bal, list) or len(bal) != len(rows):
+        return _array(path, raw, "V")
+    fixed = np.asarray([b is False for b in bal])
+    probed = _array(path, {"V": [r for r, f in zip(rows, fixed, strict=True) if not f]}, "V")
+    out = np.full((len(rows), probed.shape[-1] if probed.ndim == 2 else len(rows)), np.nan)
+    out[~fixed] = probed
+    return out
+
+
 def _vector(path: str, raw: dict, key: str) -> np.ndarray:
     arr = _array(path, raw, key)
     if arr.ndim != 1:
@@ -175,14 +186,26 @@ def _reorder(path, file_tasks, task_names, out, T):
 
 
 def write_cotbal_inputs(
-    path: str, task_names: Sequence[str], V: np.ndarray, v0: np.ndarray
+    path: str,
+    task_names: Sequence[str],
+    V: np.ndarray,
+    v0: np.ndarray,
+    balanced: Sequence[bool] | None = None,
 ) -> None:
-    """Writes probe scores in the format load_cotbal_inputs reads (so a probe phase can be reused)."""
+    """Writes probe scores in the format load_cotbal_inputs reads (so a probe phase can be reused).
+
+    balanced [T]: False for a fixed-weight task, which has no probe: its row of V is written as
+    nulls (and read back as such); every other value must be finite.
+    """
+    T = len(task_names)
+    bal = np.ones(T, bool) if balanced is None else np.asarray(balanced, bool)
+    V = np.asarray(V, np.float64)
+    if not np.all(np.isfinite(V[bal])) or not np.all(np.isfinite(np.asarray(v0))):
+        raise ValueError(f"refusing to write non-finite probe scores to {path}")
     doc = {
         "tasks": list(task_names),
-        "V": [[float(x) for x in row] for row in np.asarray(V)],
+        "V": [[float(x) for x in row] if b else [None] * T for row, b in zip(V, bal, strict=True)],
         "v0": [float(x) for x in np.asarray(v0)],
+        "balanced": [bool(b) for b in bal],
     }
-    if any(not math.isfinite(x) for row in doc["V"] for x in row):
-        raise ValueError(f"refusing to write non-finite probe scores to {path}")
     write_json_atomic(path, doc, what="CoTBal probe scores")

@@ -81,3 +81,19 @@ def test_task_name_mismatch_and_missing_file(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(CotbalInputError, match="not valid JSON"):
         load_cotbal_inputs(str(tmp_path / "bad.json"))
+
+
+def test_fixed_task_without_probe_round_trips_and_keeps_weight_one(tmp_path):
+    """A fixed-weight task has no probe: its row of V is null in the file, its weight stays 1 and
+    the others' weights equal those of the 2 x 2 problem alone."""
+    p = str(tmp_path / "p.json")
+    V = np.array([[60.0, 40.0, 20.0], [50.0, 70.0, 25.0], [np.nan] * 3])
+    v0 = np.array([40.0, 45.0, 10.0])
+    write_cotbal_inputs(p, ["a", "b", "text"], V, v0, [True, True, False])
+    got = cotbal_weights_from_file(p, ["a", "b", "text"])
+    alone = str(tmp_path / "alone.json")
+    write_cotbal_inputs(alone, ["a", "b"], V[:2, :2], v0[:2])
+    np.testing.assert_allclose(got["lam"][:2], cotbal_weights_from_file(alone, ["a", "b"])["lam"])
+    assert got["lam"][2] == 1.0
+    with pytest.raises(ValueError, match="non-finite"):
+        write_cotbal_inputs(p, ["a", "b", "text"], V, v0)  # the NaN row of a balanced task
