@@ -7,13 +7,13 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 
 def allgather_json(obj: Any) -> list[Any]:
     """Every process's JSON-able ``obj``, in process order (a no-op list on one process)."""
     if jax.process_count() == 1:
         return [obj]
-    from jax.experimental import multihost_utils
 
     raw = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
     lengths = multihost_utils.process_allgather(np.asarray([raw.size], np.int32))

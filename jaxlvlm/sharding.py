@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import linen as nn
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -63,8 +64,6 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
             f"mesh shape {shape} needs {int(np.prod(shape))} devices, have {len(devices)}"
         )
     try:
-        from jax.experimental import mesh_utils
-
         grid = mesh_utils.create_device_mesh(shape, devices=devices)
     except Exception:  # noqa: BLE001 - fall back to plain order on unusual topologies
         grid = np.asarray(devices).reshape(shape)

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from flax import linen as nn
 
 from jaxlvlm.convert import llama, llava, vision
@@ -171,7 +172,6 @@ def _is_scanned(params: dict[str, Any]) -> bool:
 def save_converted(out_dir: str, config: ModelConfig, params: dict[str, Any]) -> None:
     """Writes a converted checkpoint: ``model_config.json`` (config_to_dict(config) plus
     ``scan_layers``, the params' layer layout) and ``params/`` (orbax StandardCheckpointer)."""
-    import orbax.checkpoint as ocp
 
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -209,7 +209,6 @@ def load_converted(path: str, abstract_params: Any = None) -> tuple[ModelConfig,
     abstract_params: a tree of jax.ShapeDtypeStruct (with shardings) to restore into, e.g. the
     trainer's eval_shape'd params, so the arrays come back sharded; None restores them as saved.
     """
-    import orbax.checkpoint as ocp
 
     path = os.path.abspath(path)
     config = read_converted_config(path)

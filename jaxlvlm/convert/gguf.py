@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gguf
 import numpy as np
 
 from jaxlvlm.convert.hf_io import ConversionError
@@ -151,7 +152,6 @@ def _hf_key(name: str, path: str) -> str | None:
 
 def dequantized_tensor(tensor) -> np.ndarray:
     """A GGUF tensor as float32 numpy in HF orientation (GGUF lists dims innermost-first)."""
-    import gguf
 
     arr = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
     # dequantize returns the row-major array whose last axis is GGUF's first dim, i.e. [out, in].

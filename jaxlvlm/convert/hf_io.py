@@ -10,7 +10,10 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 
+import ml_dtypes
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from jaxlvlm.errors import ConversionError  # noqa: F401 - re-exported
 
@@ -31,7 +34,6 @@ def read_safetensors_dir(path: str) -> dict[str, np.ndarray]:
 
     Raises ConversionError naming the file when only pickle weights are present.
     """
-    from safetensors import safe_open
 
     files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
     if not files:
@@ -62,8 +64,6 @@ def read_safetensors_dir(path: str) -> dict[str, np.ndarray]:
 
 
 def _read_bf16(file: str, key: str) -> np.ndarray:
-    import ml_dtypes
-    from safetensors import safe_open
 
     with safe_open(file, framework="numpy") as f:
         meta = f.get_slice(key)
@@ -120,7 +120,6 @@ def write_safetensors_dir(
     extra_files: Mapping[str, str] = (),
 ) -> None:
     """Writes config.json and model.safetensors (float32 contiguous arrays) to ``out_dir``."""
-    from safetensors.numpy import save_file
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:

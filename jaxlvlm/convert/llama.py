@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import numpy as np
 from flax import linen as nn
 
@@ -281,15 +282,12 @@ def decoder_params_to_hf(
 
 
 def _to_numpy(params: Mapping) -> dict:
-    import jax
 
     return jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=np.float32), nn.unbox(dict(params)))
 
 
 def _layer_params(params: Mapping, i: int, num_layers: int) -> Mapping:
     if "layers" in params:
-        import jax
-
         return jax.tree_util.tree_map(lambda x: x[i], params["layers"])
     key = f"layers_{i}"
     if key not in params:

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import save_file
 
 from jaxlvlm.convert.hf_io import ConversionError
 from jaxlvlm.models.config import TextConfig
@@ -122,7 +123,6 @@ def write_peft_adapter(
 ) -> None:
     """Writes adapter_config.json + adapter_model.safetensors (PEFT loads the directory with
     ``PeftModel.from_pretrained(base, out_dir)``); ``base_model`` is recorded as the base's path."""
-    from safetensors.numpy import save_file
 
     if not lora:
         raise ConversionError("the run has no LoRA factors: there is no adapter to write")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
 from jaxlvlm.errors import ConversionError
 from jaxlvlm.gguf_reader import gguf_metadata, open_gguf
 
@@ -25,7 +27,6 @@ _DIGIT_SPLIT_PRE = ("smollm",)
 
 
 def _bpe_tokenizer(meta: dict, path: str):
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
     merges_raw = meta.get("tokenizer.ggml.merges")
@@ -98,7 +99,10 @@ def load_gguf_tokenizer(path: str):
     Raises:
       ConversionError: unreadable file or a file without a tokenizer.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import (  # transformers: heavy, only when this loader runs
+        AutoTokenizer,
+        PreTrainedTokenizerFast,
+    )
 
     reader = open_gguf(path)
     meta = gguf_metadata(reader)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from jaxlvlm.sharding import batch_sharding
@@ -19,7 +20,6 @@ def agree_max(values: np.ndarray) -> np.ndarray:
     count = jax.process_count()
     if count <= 1:
         return values
-    from jax.experimental import multihost_utils
 
     gathered = multihost_utils.process_allgather(values)
     return np.asarray(gathered).reshape(count, -1).max(axis=0)

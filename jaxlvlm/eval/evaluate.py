@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, PartitionSpec
 
 from jaxlvlm.eval.generate import greedy_generate
@@ -49,7 +50,6 @@ def decode_tokens(tokens: np.ndarray, tokenizer, eos_id: int | None) -> list[str
 def _local_rows(array: jax.Array, mesh: Mesh | None) -> np.ndarray:
     if mesh is None or jax.process_count() == 1:
         return np.asarray(jax.device_get(array))
-    from jax.experimental import multihost_utils
 
     local = multihost_utils.global_array_to_host_local_array(array, mesh, PartitionSpec(BATCH_AXES))
     return np.asarray(local)

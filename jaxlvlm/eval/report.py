@@ -25,10 +25,10 @@ def plot_loss(records: Sequence[dict], path: str) -> bool:
     train = _last_per_step(records, "train")
     if not train:
         return False
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only when a report draws
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: heavy, only when a report draws
 
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in train]
@@ -58,10 +58,10 @@ def plot_scores(
 ) -> bool:
     if not scores:
         return False
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only when a report draws
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: heavy, only when a report draws
 
     names = sorted(scores)
     fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names) + 2), 4))

@@ -92,7 +92,7 @@ def load_instruction_encoder(
       max_length: truncation length in tokens; None = the directory's max_seq_length (256 for MiniLM).
       runtime: dtypes / attention backend; None = float32 with XLA attention.
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # transformers: heavy, only when this loader runs
 
     model_dir = model_dir or minilm_model_dir()
     config, params = load_bert(model_dir)

@@ -38,7 +38,9 @@ class MetricsWriter:
         self._tb = None
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
-            from tensorboardX import SummaryWriter
+            from tensorboardX import (
+                SummaryWriter,  # tensorboardX: heavy (protobuf), only on process 0 when metrics are written
+            )
 
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import jax
+from tqdm import tqdm
 
 
 class Progress:
@@ -16,8 +17,6 @@ class Progress:
         self.peak = peak_flops * jax.device_count()
         self.bar = None
         if self.enabled:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
         self._t = time.perf_counter()
         self._step = start

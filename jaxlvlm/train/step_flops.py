@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 
 import jax
+from flax import linen as nn
 
 from jaxlvlm.models.config import LVLMConfig, TextConfig, VisionConfig
 from jaxlvlm.train.flops import train_step_flops
@@ -205,7 +206,6 @@ def log_step_flops(flops: StepFlops) -> None:
 def run_step_flops(model, cfg, config, batch_size: int, length: int, image_slots: int) -> float:
     """The FLOPs per step MFU uses for a run of ``config`` (optim.freeze, optim.lr_groups, lora),
     logged with the 3 x forward count it replaces. Parameters are traced abstractly (no memory)."""
-    from flax import linen as nn
 
     inputs = dummy_inputs(cfg)
     boxed = jax.eval_shape(lambda r: model.init(r, **inputs), jax.random.PRNGKey(0))["params"]

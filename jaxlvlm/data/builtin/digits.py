@@ -21,7 +21,9 @@ _PARTITION_SEED = 20240601  # fixed forever: changing it would move images acros
 @functools.lru_cache(maxsize=1)
 def load_digit_images() -> tuple[np.ndarray, np.ndarray]:
     """The bundled digits: (images float32 [1797, 8, 8] in [0, 1], labels int64 [1797])."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import (
+        load_digits,  # scikit-learn: heavy, only when the digits family is generated
+    )
 
     data = load_digits()
     return (data.images / 16.0).astype(np.float32), data.target.astype(np.int64)
