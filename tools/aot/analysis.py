@@ -8,6 +8,7 @@ measurement), and the collectives are read from the optimized HLO.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -41,6 +42,51 @@ def memory_report(compiled, hbm_per_device: float) -> dict[str, Any]:
     }
 
 
+# libtpu refuses to compile a program whose buffers exceed HBM, e.g. "RESOURCE_EXHAUSTED: Ran out of
+# memory on HBM, the total memory required for HLO temporaries (1.44T) exceeds available HBM (95.74G)"
+_OOM = re.compile(
+    r"required for ([\w ]+?) \(([\d.]+)([KMGT]?)\) exceeds available HBM \(([\d.]+)([KMGT]?)\)"
+)
+_UNIT = {"": 1.0, "K": 2.0**10, "M": 2.0**20, "G": 2.0**30, "T": 2.0**40}
+
+
+def parse_hbm_oom(message: str) -> dict[str, Any] | None:
+    """The figures of libtpu's out-of-HBM compile error: what overflowed, bytes required and
+    available (libtpu's units are binary: G = GiB); None for any other error."""
+    m = _OOM.search(message)
+    if not m:
+        return None
+    required = float(m.group(2)) * _UNIT[m.group(3)]
+    available = float(m.group(4)) * _UNIT[m.group(5)]
+    return {"what": m.group(1), "required_bytes": required, "available_bytes": available}
+
+
+def _not_fitting(program: Program, oom: dict[str, Any], compile_s: float) -> dict[str, Any]:
+    """Report of a program the compiler refused for lack of HBM: the margin is negative."""
+    return {
+        "program": program.name,
+        "compile_seconds": round(compile_s, 2),
+        "memory": {
+            "total_bytes": oom["required_bytes"],
+            "hbm_bytes": oom["available_bytes"],
+            "fits": False,
+            "margin_bytes": oom["available_bytes"] - oom["required_bytes"],
+            "overflowing": oom["what"],
+            "source": "libtpu's out-of-HBM compile error (its own HBM figure)",
+        },
+        "model_flops_per_step": program.model_flops,
+        "model_flops_per_device": None,
+        "xla_flops_per_device": None,
+        "xla_bytes_accessed_per_device": None,
+        "xla_optimal_seconds": None,
+        "tokens_per_step": program.tokens,
+        "estimated_tokens_per_second": None,
+        "peak_flops_per_device": None,
+        "estimated_mfu": None,
+        "collectives": {},
+    }
+
+
 def _cost(compiled) -> dict[str, float]:
     cost = compiled.cost_analysis()
     if isinstance(cost, list | tuple):  # older jax: one dict per partition
@@ -54,7 +100,13 @@ def analyse(program: Program, topology: Topology, num_devices: int) -> dict[str,
     mfu = project model FLOPs per device / (XLA's optimal_seconds * the device's bf16 peak).
     """
     t0 = time.perf_counter()
-    compiled = program.lowered.compile()
+    try:
+        compiled = program.lowered.compile()
+    except Exception as e:  # noqa: BLE001 - only libtpu's out-of-HBM refusal is a result
+        oom = parse_hbm_oom(str(e))
+        if oom is None:
+            raise
+        return _not_fitting(program, oom, time.perf_counter() - t0)
     compile_s = time.perf_counter() - t0
     devices_per_chip = num_devices / topology.num_chips
     hbm = topology.chip.hbm_bytes / devices_per_chip

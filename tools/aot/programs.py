@@ -6,6 +6,7 @@ model-FLOP count for one call (jaxlvlm.train.flops), so MFU is the project's FLO
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -36,8 +37,21 @@ class Program:
     tokens: int
 
 
+@contextlib.contextmanager
 def _rules(ctx: AotContext):
-    return nn.logical_axis_rules(list(ctx.rules))
+    """The mesh and logical rules in force while tracing.
+
+    flax's ``with_logical_constraint`` reads the mesh set by ``jax.set_mesh``; the legacy
+    ``with mesh:`` leaves it empty and every activation constraint becomes a no-op (the trainer's
+    context in jax 0.10 / flax 0.12). ``ctx.mesh_context`` picks which one the compile sees:
+    'set_mesh' (constraints applied) or 'legacy' (what jit_train_step's own context gives).
+    """
+    with contextlib.ExitStack() as stack:
+        if ctx.mesh_context == "set_mesh":
+            stack.enter_context(jax.sharding.set_mesh(ctx.mesh))
+        stack.enter_context(ctx.mesh)
+        stack.enter_context(nn.logical_axis_rules(list(ctx.rules)))
+        yield
 
 
 def train_step_flops(ctx: AotContext) -> float:
@@ -81,7 +95,7 @@ def lower_train_step(
         forward_fn=forward_fn,
     )
     batch = abstract_batch(ctx.batch, ctx.model_cfg, ctx.mesh)
-    with ctx.mesh, _rules(ctx):
+    with _rules(ctx):
         lowered = jax.jit(step, donate_argnums=(0,)).lower(setup.abstract, batch)
     flops = train_step_flops(ctx) if model_flops is None else model_flops
     return Program(name, lowered, flops, ctx.batch.tokens)
@@ -125,7 +139,7 @@ def lower_prefill(ctx: AotContext) -> Program:
             **extra,
         )
 
-    with ctx.mesh, _rules(ctx):
+    with _rules(ctx):
         lowered = jax.jit(prefill).lower(params, _prompt_inputs(ctx))
     flops = _forward_flops(ctx, ctx.batch.length, ctx.batch.rows)
     return Program("prefill", lowered, flops, ctx.batch.tokens)
@@ -169,16 +183,9 @@ def lower_decode(ctx: AotContext) -> Program:
     def decode(params, token_ids, cache):
         return ctx.model.apply({"params": params}, token_ids, cache, method="decode")
 
-    with ctx.mesh, _rules(ctx):
+    with _rules(ctx):
         lowered = jax.jit(decode, donate_argnums=(2,)).lower(params, tokens, cache)
     # One new token per row; attention over the cache is not in the matmul count.
     text = ctx.model_cfg.text if isinstance(ctx.model_cfg, LVLMConfig) else ctx.model_cfg
     flops = ctx.batch.rows * F.text_flops(text, 1)
     return Program("decode_step", lowered, flops, ctx.batch.rows)
-
-
-PROGRAMS: dict[str, Callable[[AotContext], Program]] = {
-    "train_step": lower_train_step,
-    "prefill": lower_prefill,
-    "decode_step": lower_decode,
-}
