@@ -68,10 +68,3 @@ def check_batch_divides(shape: BatchShape, mesh: Mesh) -> None:
             f"config.data.global_batch_size={shape.rows} does not divide over the mesh's "
             f"data x fsdp = {split} devices; use a multiple of {split}"
         )
-
-
-def sds_like(tree: Any, shardings: Any) -> Any:
-    """ShapeDtypeStructs of ``tree``'s shapes and dtypes with ``shardings`` (same structure)."""
-    return jax.tree_util.tree_map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
-    )

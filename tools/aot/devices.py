@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 
@@ -12,6 +13,9 @@ from tools.aot.chips import Topology
 @functools.lru_cache(maxsize=8)
 def topology_devices(topology: Topology) -> tuple[jax.Device, ...]:
     """The slice's devices (one per chip on v5e/v5p/v6e; libtpu lists v4's two cores apiece)."""
+    # libtpu takes a machine-wide lock meant for real chips; describing a topology touches none,
+    # so two compiles (a test while a recipe compiles) may share the library.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         from jax.experimental import topologies
     except ImportError as e:  # pragma: no cover - jax always ships it

@@ -38,7 +38,7 @@ class Program:
 
 
 @contextlib.contextmanager
-def _rules(ctx: AotContext):
+def tracing_context(ctx: AotContext):
     """The mesh and logical rules in force while tracing.
 
     flax's ``with_logical_constraint`` reads the mesh set by ``jax.set_mesh``; the legacy
@@ -95,7 +95,7 @@ def lower_train_step(
         forward_fn=forward_fn,
     )
     batch = abstract_batch(ctx.batch, ctx.model_cfg, ctx.mesh)
-    with _rules(ctx):
+    with tracing_context(ctx):
         lowered = jax.jit(step, donate_argnums=(0,)).lower(setup.abstract, batch)
     flops = train_step_flops(ctx) if model_flops is None else model_flops
     return Program(name, lowered, flops, ctx.batch.tokens)
@@ -139,7 +139,7 @@ def lower_prefill(ctx: AotContext) -> Program:
             **extra,
         )
 
-    with _rules(ctx):
+    with tracing_context(ctx):
         lowered = jax.jit(prefill).lower(params, _prompt_inputs(ctx))
     flops = _forward_flops(ctx, ctx.batch.length, ctx.batch.rows)
     return Program("prefill", lowered, flops, ctx.batch.tokens)
@@ -183,7 +183,7 @@ def lower_decode(ctx: AotContext) -> Program:
     def decode(params, token_ids, cache):
         return ctx.model.apply({"params": params}, token_ids, cache, method="decode")
 
-    with _rules(ctx):
+    with tracing_context(ctx):
         lowered = jax.jit(decode, donate_argnums=(2,)).lower(params, tokens, cache)
     # One new token per row; attention over the cache is not in the matmul count.
     text = ctx.model_cfg.text if isinstance(ctx.model_cfg, LVLMConfig) else ctx.model_cfg
