@@ -3,7 +3,9 @@
 Every figure is the compiler's: ``memory_analysis()`` is XLA's buffer assignment (exact for what the
 program allocates, not counting the runtime's own reserve), ``cost_analysis()`` its cost model
 (``optimal_seconds`` is an estimate of the step time from FLOPs, bytes and the chip's rates, not a
-measurement), and the collectives are read from the optimized HLO.
+measurement), and the collectives are read from the optimized HLO. XLA counts a while-loop body once;
+its FLOPs and time are scaled here by the HLO's matmul FLOPs with loops counted per iteration over
+those counted once (``loop_scale``, tools.aot.hlo_flops), the raw figures kept beside them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from tools.aot.chips import Topology
 from tools.aot.hlo_collectives import collective_stats
+from tools.aot.hlo_flops import matmul_flops
 from tools.aot.programs import Program
 
 GIB = 2.0**30
@@ -112,10 +115,15 @@ def analyse(program: Program, topology: Topology, num_devices: int) -> dict[str,
     hbm = topology.chip.hbm_bytes / devices_per_chip
     peak = topology.chip.peak_bf16_flops / devices_per_chip
     cost = _cost(compiled)
-    xla_flops = cost.get("flops", 0.0)
+    hlo = compiled.as_text()
+    # XLA's cost model counts a while body once; the matmul FLOPs of the HLO counted per loop
+    # iteration over counted once scale its FLOPs and time to the whole step (1.0 without loops).
+    looped, once = matmul_flops(hlo)
+    loop_scale = looped / once if once > 0 else 1.0
+    xla_flops = cost.get("flops", 0.0) * loop_scale
     # libtpu answers -1 when its model has no estimate for a program (seen on tiny programs).
-    seconds = cost.get("optimal_seconds", 0.0)
-    seconds = seconds if seconds > 0 else None
+    raw_seconds = cost.get("optimal_seconds", 0.0)
+    seconds = raw_seconds * loop_scale if raw_seconds > 0 else None
     model_flops_dev = program.model_flops / num_devices
     mfu = model_flops_dev / (seconds * peak) if seconds else None
     return {
@@ -125,11 +133,15 @@ def analyse(program: Program, topology: Topology, num_devices: int) -> dict[str,
         "model_flops_per_step": program.model_flops,
         "model_flops_per_device": model_flops_dev,
         "xla_flops_per_device": xla_flops,
+        "xla_flops_per_device_loops_once": cost.get("flops", 0.0),
+        "xla_optimal_seconds_loops_once": raw_seconds if raw_seconds > 0 else None,
+        "loop_scale": loop_scale,
+        "hlo_matmul_flops_per_device": looped,
         "xla_bytes_accessed_per_device": cost.get("bytes accessed", 0.0),
         "xla_optimal_seconds": seconds,
         "tokens_per_step": program.tokens,
         "estimated_tokens_per_second": program.tokens / seconds if seconds else None,
         "peak_flops_per_device": peak,
         "estimated_mfu": mfu,
-        "collectives": collective_stats(compiled.as_text()),
+        "collectives": collective_stats(hlo),
     }

@@ -1,0 +1,28 @@
+"""Adapt-inf at 7B: LLaVA-1.5-7B with LoRA r = 128, alpha = 256 on every decoder projection; the
+per-sample features are the gradients of decoder layer 31's LoRA, Rademacher-projected to k = 8192
+(METHODS.md 3(c)), plus the scorers' two forwards; the selected data trains the LoRA step. Feature
+batch 128 at 2048 tokens. Sized for v5p-32 (16 chips).
+
+python -m tools.aot --config configs/recipes/adapt_inf_7b.py
+"""
+
+from __future__ import annotations
+
+from configs.common import parse_arg
+from configs.recipes.llava_common import llava15_config, stage2
+
+AOT = {
+    "topology": "v5p-32",
+    "programs": ("sample_features", "train_step"),
+    "paper": "Adapt-inf: LoRA 128 all projections, layer-31 gradients projected to 8192",
+}
+
+
+def get_config(arg: str | None = None):
+    a = parse_arg(arg, data="llava_v1_5_mix665k.json", images="data")
+    c = stage2(llava15_config("7b", a.data, a.images), global_batch=128, lora_rank=128)
+    c.mode = "lifelong"
+    c.method.proj_dim = 8192
+    c.method.grad_layer = 31
+    c.mesh.shape = (1, -1, 1)
+    return c

@@ -1,0 +1,31 @@
+"""Continual LLaVA at 7B: frozen LLaVA-1.5-7B, a pool of low-rank increments on every decoder
+layer's o_proj, N = 30 entries, top-M = 5, rank R = 8 (METHODS.md 2(c): the paper gives no values,
+these are the project's choices), 8 task slots; batch 128 at 2048 tokens. Sized for v5p-16 (8 chips).
+
+python -m tools.aot --config configs/recipes/continual_llava_7b.py
+"""
+
+from __future__ import annotations
+
+from configs.common import parse_arg
+from configs.recipes.llava_common import llava15_config, stage2
+
+AOT = {
+    "topology": "v5p-16",
+    "programs": ("pool_step",),
+    "paper": "Continual LLaVA: pool on all 32 o_proj, N=30, M=5, R=8, batch 128",
+}
+
+
+def get_config(arg: str | None = None):
+    a = parse_arg(arg, data="llava_v1_5_mix665k.json", images="data")
+    c = stage2(llava15_config("7b", a.data, a.images), global_batch=128)
+    c.mode = "continual"
+    c.optim.freeze = ("vision/.*", "llm/.*", "connector/.*")
+    c.optim.lr = 2e-4
+    c.method.pool_size = 30
+    c.method.top_m = 5
+    c.method.pool_rank = 8
+    c.method.max_tasks = 8
+    c.mesh.shape = (1, -1, 1)
+    return c

@@ -1,0 +1,24 @@
+"""LLaVA-1.5-7B stage 2 (visual instruction tuning): connector + LLM on llava_v1_5_mix665k, global
+batch 128, 2048 tokens, lr 2e-5 (Liu et al. 2023, Table 9 / scripts/v1_5/finetune.sh). Sized for
+v5p-32 (16 chips).
+
+python -m tools.aot --config configs/recipes/llava15_7b_stage2.py
+"""
+
+from __future__ import annotations
+
+from configs.common import parse_arg
+from configs.recipes.llava_common import llava15_config, stage2
+
+AOT = {
+    "topology": "v5p-32",
+    "programs": ("train_step", "prefill", "decode_step"),
+    "paper": "LLaVA-1.5-7B stage 2: full fine-tune, batch 128, 2048 tokens",
+}
+
+
+def get_config(arg: str | None = None):
+    a = parse_arg(arg, data="llava_v1_5_mix665k.json", images="data")
+    c = stage2(llava15_config("7b", a.data, a.images), global_batch=128)
+    c.mesh.shape = (1, -1, 1)
+    return c
