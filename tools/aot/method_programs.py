@@ -64,7 +64,8 @@ def lower_cotbal_step(ctx: AotContext) -> Program:
 def lower_pool_step(ctx: AotContext) -> Program:
     """Continual LLaVA's stage-2 step: the pool (keys, a/b per layer and entry, u) is the trainable
     low-rank state, the memory of finished tasks the method state, the forward the runner's pool
-    forward on every layer's o_proj (jaxlvlm.runners.continual.make_pool_forward)."""
+    forward on every layer's o_proj (jaxlvlm.runners.continual.make_pool_forward). Compiled at the
+    last task of the stream (all method.max_tasks - 1 snapshots active: the most work)."""
     from jaxlvlm.methods import prompt_pool as pp
     from jaxlvlm.runners.continual import make_pool_forward
 
@@ -77,7 +78,7 @@ def lower_pool_step(ctx: AotContext) -> Program:
         num_layers=text.num_layers,
         d_in=text.num_heads * text.resolved_head_dim,
         d_out=text.hidden_size,
-        max_tasks=int(_method(ctx, "max_tasks", len(_method(ctx, "stream")))),
+        max_tasks=int(_method(ctx, "max_tasks")),
     )
     memory = pp.init_memory(pcfg)
     forward = make_pool_forward(

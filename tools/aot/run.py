@@ -90,7 +90,10 @@ def compile_recipe(
 
 
 def default_out_path(report: dict[str, Any]) -> str:
-    return os.path.join("bench_results", "aot", f"{report['recipe']}__{report['topology']}.json")
+    """bench_results/aot/<recipe>__<topology>[__set_mesh].json"""
+    suffix = "" if report["mesh_context"] == "legacy" else f"__{report['mesh_context']}"
+    name = f"{report['recipe']}__{report['topology']}{suffix}.json"
+    return os.path.join("bench_results", "aot", name)
 
 
 def write_report(report: dict[str, Any], path: str) -> None:
