@@ -8,7 +8,7 @@ the LoRA variant uses rank 128, alpha 256, lr 2e-4), both at 2048 tokens.
 
 Each recipe file declares ``AOT = {'topology': ..., 'programs': (...)}``: the slice it is sized for and
 the functions ``python -m tools.aot`` compiles; its mesh, remat, bucket and batch are the ones
-tools.aot found to fit with the best estimated MFU there (see BENCHMARKS.md, section 4).
+tools.aot found to fit with the best estimated MFU there (see BENCHMARKS.md, section 6).
 """
 
 from __future__ import annotations
