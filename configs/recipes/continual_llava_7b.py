@@ -7,8 +7,7 @@ python -m tools.aot --config configs/recipes/continual_llava_7b.py
 
 from __future__ import annotations
 
-from configs.common import parse_arg
-from configs.recipes.llava_common import llava15_config, stage2
+from configs.recipes.llava_common import recipe
 
 AOT = {
     "topology": "v5p-16",
@@ -18,8 +17,7 @@ AOT = {
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, data="llava_v1_5_mix665k.json", images="data")
-    c = stage2(llava15_config("7b", a.data, a.images), global_batch=128)
+    c = recipe("7b", 2, arg=arg)
     c.mode = "continual"
     c.optim.freeze = ("vision/.*", "llm/.*", "connector/.*")
     c.optim.lr = 2e-4
@@ -29,5 +27,4 @@ def get_config(arg: str | None = None):
     c.method.max_tasks = 8
     # The pool's own forward_fn cannot use the chunked LM head (jaxlvlm.train.chunked_loss).
     c.train.loss_chunk = 0
-    c.mesh.shape = (1, -1, 1)
     return c

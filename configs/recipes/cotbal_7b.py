@@ -8,8 +8,7 @@ python -m tools.aot --config configs/recipes/cotbal_7b.py
 
 from __future__ import annotations
 
-from configs.common import parse_arg
-from configs.recipes.llava_common import llava15_config, stage2
+from configs.recipes.llava_common import recipe
 
 AOT = {
     "topology": "v5p-32",
@@ -20,9 +19,7 @@ TASKS = ("conversation", "detail", "reasoning", "vqa", "ocr_vqa", "grounding", "
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, data="llava_v1_5_mix665k.json", images="data")
-    c = stage2(llava15_config("7b", a.data, a.images), global_batch=128)
+    c = recipe("7b", 2, arg=arg)
     c.mode = "multitask"
     c.data.tasks = TASKS
-    c.mesh.shape = (1, -1, 1)
     return c

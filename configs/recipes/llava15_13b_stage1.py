@@ -6,8 +6,7 @@ python -m tools.aot --config configs/recipes/llava15_13b_stage1.py
 
 from __future__ import annotations
 
-from configs.common import parse_arg
-from configs.recipes.llava_common import llava15_config, stage1
+from configs.recipes.llava_common import recipe
 
 AOT = {
     "topology": "v5p-64",
@@ -17,7 +16,4 @@ AOT = {
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, data="blip_laion_cc_sbu_558k.json", images="LLaVA-Pretrain/images")
-    c = stage1(llava15_config("13b", a.data, a.images), global_batch=256)
-    c.mesh.shape = (1, -1, 1)
-    return c
+    return recipe("13b", 1, arg=arg)

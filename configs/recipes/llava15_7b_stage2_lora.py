@@ -7,8 +7,7 @@ python -m tools.aot --config configs/recipes/llava15_7b_stage2_lora.py
 
 from __future__ import annotations
 
-from configs.common import parse_arg
-from configs.recipes.llava_common import llava15_config, stage2
+from configs.recipes.llava_common import recipe
 
 AOT = {
     "topology": "v5p-16",
@@ -18,7 +17,4 @@ AOT = {
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, data="llava_v1_5_mix665k.json", images="data")
-    c = stage2(llava15_config("7b", a.data, a.images), global_batch=128, lora_rank=128)
-    c.mesh.shape = (1, -1, 1)
-    return c
+    return recipe("7b", 2, lora_rank=128, arg=arg)

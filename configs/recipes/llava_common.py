@@ -13,7 +13,7 @@ tools.aot found to fit with the best estimated MFU there (see BENCHMARKS.md, sec
 
 from __future__ import annotations
 
-from configs.common import base_config
+from configs.common import base_config, parse_arg
 
 # HF llava-1.5 checkpoints: Vicuna's 32000 tokens + <image> + <pad>, padded to 32064 (shards evenly).
 VOCAB = 32064
@@ -116,4 +116,21 @@ def stage2(c, global_batch: int = 128, lora_rank: int = 0):
     else:
         c.optim.freeze = ("vision/.*",)
         c.optim.lr = 2e-5
+    return c
+
+
+STAGE_DATA = {
+    1: ("blip_laion_cc_sbu_558k.json", "LLaVA-Pretrain/images"),
+    2: ("llava_v1_5_mix665k.json", "data"),
+}
+
+
+def recipe(size: str, stage: int, lora_rank: int = 0, arg: str | None = None):
+    """LLaVA-1.5-{size} at stage 1 or 2 (full, or LoRA of ``lora_rank``) with the paper's batch,
+    FSDP over every chip. Colon arguments: data=<LLaVA json>, images=<image root>."""
+    data, images = STAGE_DATA[stage]
+    a = parse_arg(arg, data=data, images=images)
+    c = llava15_config(size, a.data, a.images)
+    c = stage1(c) if stage == 1 else stage2(c, lora_rank=lora_rank)
+    c.mesh.shape = (1, -1, 1)
     return c

@@ -8,8 +8,7 @@ python -m tools.aot --config configs/recipes/pilot_client_7b.py
 
 from __future__ import annotations
 
-from configs.common import parse_arg
-from configs.recipes.llava_common import llava15_config, stage2
+from configs.recipes.llava_common import recipe
 
 AOT = {
     "topology": "v5p-8",
@@ -19,9 +18,8 @@ AOT = {
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, data="llava_v1_5_mix665k.json", images="data")
-    c = stage2(llava15_config("7b", a.data, a.images), global_batch=16, lora_rank=64)
+    c = recipe("7b", 2, lora_rank=64, arg=arg)
+    c.data.global_batch_size = 16
     c.mode = "federated"
     c.model.connector = "pilot_stage1"
-    c.mesh.shape = (1, -1, 1)
     return c

@@ -8,7 +8,7 @@ python -m tools.aot --config configs/recipes/too_big_13b_full_v5e8.py
 
 from __future__ import annotations
 
-from configs.recipes.llava15_13b_stage2 import get_config as stage2_config
+from configs.recipes.llava_common import recipe
 
 AOT = {
     "topology": "v5e-8",
@@ -18,6 +18,6 @@ AOT = {
 
 
 def get_config(arg: str | None = None):
-    c = stage2_config(arg)
+    c = recipe("13b", 2, arg=arg)
     c.data.global_batch_size = 8
     return c
