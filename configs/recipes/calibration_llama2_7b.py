@@ -13,6 +13,7 @@ python -m tools.aot --config configs/recipes/calibration_llama2_7b.py
 from __future__ import annotations
 
 from configs.common import base_config
+from configs.recipes.llava_common import vicuna
 
 AOT = {
     "topology": "v5p-128",
@@ -28,17 +29,7 @@ def get_config(arg: str | None = None):
     c = base_config()
     c.mode = "train"
     c.tokenizer = "meta-llama/Llama-2-7b-hf"  # a local HF tokenizer dir of that name
-    c.model.text = dict(
-        arch="llama",
-        vocab_size=32000,
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_layers=32,
-        num_heads=32,
-        num_kv_heads=32,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-    )
+    c.model.text = dict(vicuna("7b"), vocab_size=32000)  # Vicuna-1.5 is Llama-2 shaped
     c.runtime.param_dtype = "float32"
     c.runtime.compute_dtype = "bfloat16"
     c.runtime.scan_layers = True
