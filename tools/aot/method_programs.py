@@ -7,6 +7,7 @@ abstract state; the settings come from ``config.method`` with the method's own k
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -124,13 +125,16 @@ def lower_sample_features(ctx: AotContext) -> Program:
         dim=int(_method(ctx, "proj_dim")),
         image_token_id=ctx.model_cfg.image_token_id,
     )
-    batch = abstract_batch(ctx.batch, ctx.model_cfg, ctx.mesh)
+    # The runner scores the stream method.feature_batch rows at a time.
+    rows = int(_method(ctx, "feature_batch", ctx.batch.rows))
+    shape = dataclasses.replace(ctx.batch, rows=rows)
+    batch = abstract_batch(shape, ctx.model_cfg, ctx.mesh)
     key = _replicated(ctx, jax.eval_shape(lambda: jax.random.PRNGKey(0)))
     with tracing_context(ctx):
         lowered = jax.jit(fn).lower(_frozen_params(ctx), _replicated(ctx, lora), batch, key)
     # Per sample: forward + backward for the gradient (3 forwards) and two scoring forwards.
-    flops = train_step_flops(ctx) * 5.0 / 3.0
-    return Program("sample_features", lowered, flops, ctx.batch.tokens)
+    flops = train_step_flops(ctx) * 5.0 / 3.0 * rows / ctx.batch.rows
+    return Program("sample_features", lowered, flops, shape.tokens)
 
 
 def lower_pilot_client_step(ctx: AotContext) -> Program:

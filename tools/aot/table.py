@@ -51,6 +51,7 @@ def rows(results_dir: str = RESULTS) -> list[str]:
                         e["program"],
                         f"{r['topology']} ({r['chips']} chips)",
                         f"{mesh}",
+                        f"{r['runtime']['remat_vision']}/{r['runtime']['remat_text']}",
                         f"{r['batch']['rows']}x{r['batch']['length']}",
                         used,
                         fit,
@@ -66,9 +67,10 @@ def rows(results_dir: str = RESULTS) -> list[str]:
 
 def table(results_dir: str = RESULTS) -> str:
     head = (
-        "| recipe | program | topology | mesh (data x fsdp x tensor) | batch (rows x len) | "
+        "| recipe | program | topology | mesh (data x fsdp x tensor) | remat (vision/text) | "
+        "batch (rows x len) | "
         "HBM GiB used / available per chip | fits | est. step ms | est. MFU | dominant "
-        "collectives per step |\n|---|---|---|---|---|---|---|---|---|---|"
+        "collectives per step |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *rows(results_dir)])
 
