@@ -18,7 +18,8 @@ AOT = {
 
 def get_config(arg: str | None = None):
     c = recipe("7b", 2, arg=arg)
-    # Found with tools.aot on v5p-32 (BENCHMARKS.md section 6, variants): fsdp 4 x tensor 4 cut the
-    # all-reduce traffic 3x against fsdp 16 (est. MFU 28.5% vs 26.4%); remat 'dots' needs 392 GiB.
-    c.mesh.shape = (1, 4, 4)
+    # Found with tools.aot on v5p-32 (BENCHMARKS.md section 6, variants): fsdp 8 x tensor 2 had the
+    # best estimated MFU that fits (29.8%; fsdp 4 x tensor 4 28.5%, fsdp 16 26.4%, batch 256 27.3%);
+    # remat 'dots' needs 392 GiB per chip.
+    c.mesh.shape = (1, 8, 2)
     return c
