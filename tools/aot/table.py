@@ -30,6 +30,15 @@ def _dominant(collectives: dict) -> str:
     return "; ".join(parts) or "none"
 
 
+def _batch(report: dict, entry: dict) -> str:
+    """rows x length of one program: a decode step takes one token per row; the other programs
+    take whole rows (Adapt-inf's features fewer than the train batch)."""
+    length = report["batch"]["length"]
+    if entry["program"] == "decode_step":
+        return f"{entry['tokens_per_step']}x1"
+    return f"{entry['tokens_per_step'] // length}x{length}"
+
+
 def rows(results_dir: str = RESULTS) -> list[str]:
     """One markdown row per (recipe, topology, program) of the JSON reports, sorted by file."""
     out = []
@@ -52,7 +61,7 @@ def rows(results_dir: str = RESULTS) -> list[str]:
                         f"{r['topology']} ({r['chips']} chips)",
                         f"{mesh}",
                         f"{r['runtime']['remat_vision']}/{r['runtime']['remat_text']}",
-                        f"{r['batch']['rows']}x{r['batch']['length']}",
+                        _batch(r, e),
                         used,
                         fit,
                         "n/a" if secs is None else f"{secs * 1e3:.0f}",
