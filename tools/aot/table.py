@@ -46,6 +46,8 @@ def rows(results_dir: str = RESULTS) -> list[str]:
         with open(path) as f:
             r = json.load(f)
         mesh = "x".join(str(v) for v in r["mesh"].values())
+        context = r.get("mesh_context", "legacy")
+        label = r["recipe"] + ("" if context == "legacy" else f" [{context}]")
         for e in r["programs"]:
             m = e["memory"]
             used = f"{m['total_bytes'] / GIB:.1f} / {m['hbm_bytes'] / GIB:.1f}"
@@ -56,7 +58,7 @@ def rows(results_dir: str = RESULTS) -> list[str]:
                 "| "
                 + " | ".join(
                     [
-                        r["recipe"],
+                        label,
                         e["program"],
                         f"{r['topology']} ({r['chips']} chips)",
                         f"{mesh}",
