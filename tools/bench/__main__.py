@@ -14,6 +14,7 @@ FIGURES = {
     "sample_vectors": "tools.bench.sample_vectors",
     "federated_round": "tools.bench.federated_round",
     "prompt_pool": "tools.bench.prompt_pool",
+    "device_check": "tools.bench.device_check",
 }
 
 

@@ -1,0 +1,25 @@
+"""Pilot's client step at 7B: frozen CLIP ViT-L/14-336 + Vicuna-7B, stage-1 connector (task adapter
++ client adapter, difference loss 0.1), LLM LoRA rank 64, alpha 128 (METHODS.md 4(c)); one client's
+local step at batch 16, 2048 tokens (the clients of a round run this step each). Sized for v5p-8
+(4 chips).
+
+python -m tools.aot --config configs/recipes/pilot_client_7b.py
+"""
+
+from __future__ import annotations
+
+from configs.recipes.llava_common import recipe
+
+AOT = {
+    "topology": "v5p-8",
+    "programs": ("pilot_client_step",),
+    "paper": "Pilot stage-1 client step: adapters + LoRA r64 a128, batch 16, 2048 tokens",
+}
+
+
+def get_config(arg: str | None = None):
+    c = recipe("7b", 2, lora_rank=64, arg=arg)
+    c.data.global_batch_size = 16
+    c.mode = "federated"
+    c.model.connector = "pilot_stage1"
+    return c
