@@ -109,7 +109,11 @@ def _assert_close(got, want, where):
         assert got == want, f"{where}: {got!r} != {want!r}"
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+# The method modes chain many phases (minutes on 2 cores): slow; 'train' stays in the default suite.
+CASES = [m if m == "train" else pytest.param(m, marks=pytest.mark.slow) for m in MODES]
+
+
+@pytest.mark.parametrize("mode", CASES)
 def test_test_run_records_match_the_reference(mode, tmp_path):
     workdir = str(tmp_path / mode)
     run(_config(mode), workdir)
