@@ -9,8 +9,8 @@ weightings ('+'-separated from ew, tla, dwa, rlw, cotbal), stl (train single-tas
 cotbal_file (skip the probes), tau.
 The text-only task (arithmetic) keeps weight 1, as ShareGPT does in the paper.
 
-Accelerator recipe (LLaVA-1.5-7B, METHODS 1(c)): convert the checkpoint (tools/convert_checkpoint.py)
-and set init_from, tokenizer, data.sources to the Academic mixture (LLaVA JSON -> TFDS), tau=0.5,
+Accelerator recipe (LLaVA-1.5-7B, docs/methods.md section 1(c)): convert the checkpoint
+(tools/convert_checkpoint.py) and set init_from, tokenizer, data.sources to the Academic mixture (LLaVA JSON -> TFDS), tau=0.5,
 mini_rate=1/32, large_rate=1, lr 2e-5 cosine with 3% warm-up, global batch 128, 1 epoch, bf16
 compute, fsdp over the devices. Expected cost: the probes are about (R_large + T * R_mini) = 1.2x
 the final run for T = 7 (0.40x on M3IT with R_large = 1/4), i.e. roughly 2.2x a plain LLaVA fine-tune

@@ -1,4 +1,4 @@
-"""Continual and multi-task evaluation metrics as pure functions (METHODS.md section 5).
+"""Continual and multi-task evaluation metrics as pure functions (docs/methods.md section 5).
 
 Accuracy matrix a [T, T]: a[t, i] = score on task i after finishing training on task t (0-based
 here; scores higher-is-better, usually in [0, 100]). b [T]: base-model scores.
@@ -112,7 +112,8 @@ def relative_gain(a_final: jax.Array, a_ref: jax.Array) -> jax.Array:
 def delta_I_E(
     a: jax.Array, a_stl: jax.Array, higher_better: jax.Array | None = None
 ) -> dict[str, jax.Array]:
-    """CoTBal's improvement and imbalance relative to single-task models (METHODS 1(e), 5.1).
+    """CoTBal's improvement and imbalance relative to single-task models (docs/methods.md
+    sections 1(e) and 5.1).
 
     I_i = s_i (a[i] - a_stl[i]) / |a_stl[i]| * 100 with s_i = +1 (higher better) or -1;
     dI = mean_i I_i (the mean relative change);

@@ -1,4 +1,4 @@
-"""CoTBal / VisATB task balancing as pure functions (METHODS.md section 1).
+"""CoTBal / VisATB task balancing as pure functions (docs/methods.md section 1).
 
 From probe-model validation scores to static per-task weights:
 

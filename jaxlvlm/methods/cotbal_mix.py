@@ -15,7 +15,7 @@ def tempered_weights(scores: jax.Array, tau: float, balanced: jax.Array | None =
       scores: [T] (c_out, -c_in or D).
       tau: temperature > 0.
       balanced: [T] bool; False marks tasks with a fixed weight of 1 (text-only tasks such as
-        ShareGPT, METHODS 1(c)); None = all tasks balanced.
+        ShareGPT, docs/methods.md section 1(c)); None = all tasks balanced.
     Returns:
       [T] float32 weights.
     """

@@ -1,4 +1,5 @@
-"""CoTBal probe sizes and stopping, per the paper's guidance (VisATB v3; METHODS.md 1(c)).
+"""CoTBal probe sizes and stopping, per the paper's guidance (VisATB v3; docs/methods.md
+section 1(c)).
 
 The guidance: the mini subset holds at least 1k samples and the "large" subset at least 10k
 (both capped by what the task has), and every probe trains for at least 100 steps and until its

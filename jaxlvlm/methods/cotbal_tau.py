@@ -1,5 +1,5 @@
 """CoTBal's temperature by the paper's guidance: the lowest tau that keeps every weight in
-[0.5, 2.0] (VisATB v3, implementation guidance; METHODS.md 1(c)).
+[0.5, 2.0] (VisATB v3, implementation guidance; docs/methods.md section 1(c)).
 
 Every weight tends to 1 as tau grows, so the feasible set contains all large tau. The search scans
 a log grid downwards from 1e3 to the first infeasible tau and bisects between it and the last

@@ -1,4 +1,4 @@
-"""Continual LLaVA's low-rank pool as pure functions (METHODS.md section 2).
+"""Continual LLaVA's low-rank pool as pure functions (docs/methods.md section 2).
 
 A frozen LVLM; for every instance the instruction embedding e [d_s] picks the top-M of N pool keys by
 cosine similarity (eq. 7) and the o_proj of every decoder layer gains the weighted sum of the chosen
@@ -18,8 +18,8 @@ State, split by how it changes (both plain dict pytrees, for the train state):
     mean coefficient; K = N keeps every entry, exact), their coefficients, the running coefficient sum
     of the current task, and the number of finished tasks.
 
-Orientation: the pool's a/b follow the hook's row-vector convention, so METHODS' P = B A acting on a
-column vector h is x @ a @ b here.
+Orientation: the pool's a/b follow the hook's row-vector convention, so the paper's P = B A
+acting on a column vector h (docs/methods.md section 2(b)) is x @ a @ b here.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class PoolConfig:
     pool_size N, top_m M, rank R, embed_dim d_s (instruction embedding), num_layers L of the decoder,
     d_in / d_out of the adapted projection (o_proj: heads * head_dim -> hidden), max_tasks T_max (slots
     for snapshots and contextual weights), snapshot_entries K <= N kept per task snapshot (0 = N),
-    include_current: also mix in the current task's own running mean (METHODS 2(b), the l = t reading).
+    include_current: also mix in the current task's own running mean (the l = t reading of
+    docs/methods.md section 2(b)).
     """
 
     pool_size: int = 30

@@ -2,7 +2,7 @@
 
 Every weighting produces a weight vector lam [T] that enters the VITW loss
 ``sum lam[task] m nll / sum lam[task] m`` (jaxlvlm.methods.cotbal.vitw_loss); they differ only in
-where lam comes from (METHODS.md 1(e)-(f)):
+where lam comes from (docs/methods.md section 1(e)-(f)):
 
   ew      equal token weighting: lam = 1 (the plain LLaVA token mean)
   tla     task-level loss average, as the reference trainer (VisATB weight_method.py,

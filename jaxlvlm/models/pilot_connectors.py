@@ -1,4 +1,4 @@
-"""Pilot's connectors, registered in the connector registry (METHODS.md §4(b)).
+"""Pilot's connectors, registered in the connector registry (docs/methods.md section 4(b)).
 
 ``pilot_stage1``: x_img = ψ_t(H_v) + ψ_s(H_v) (task-specific + client-specific adapter); sows the
 per-image difference loss L_d = ||x_tᵀ x_s||_F² (eq. 14, N x N form) as 'pilot_difference_loss' [M].

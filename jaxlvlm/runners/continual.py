@@ -1,4 +1,5 @@
-"""mode 'continual': an ordered stream of tasks, the accuracy matrix, forgetting metrics (METHODS 2, 5).
+"""mode 'continual': an ordered stream of tasks, the accuracy matrix, forgetting metrics
+(docs/methods.md sections 2 and 5).
 
 Each task of config.method.stream is a phase (workdir/task_<t>_<name>/): train on that task's
 sources for train.steps, then evaluate on every task of the stream (row t of the accuracy matrix). A

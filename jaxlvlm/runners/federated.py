@@ -1,4 +1,5 @@
-"""mode 'federated': K clients, each with one task and its own data partition (METHODS.md 4, 5.1).
+"""mode 'federated': K clients, each with one task and its own data partition (docs/methods.md
+sections 4 and 5.1).
 
 Rounds follow the approach's schedule (jaxlvlm.methods.pilot.approaches): in each, every client runs
 the approach's client program (all at once with backend 'vmap', one after the other with 'loop'),

@@ -1,4 +1,5 @@
-"""mode 'lifelong': Adapt-inf (METHODS.md section 3) over a stream of datasets joining a growing pool.
+"""mode 'lifelong': Adapt-inf (docs/methods.md section 3) over a stream of datasets joining a
+growing pool.
 
 At time step t the datasets of config.method.stream[t] join the pool; the selection pipeline
 (jaxlvlm.methods.adapt_inf.pipeline) chooses ``budget`` samples with the current model; a phase

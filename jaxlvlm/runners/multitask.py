@@ -1,4 +1,5 @@
-"""mode 'multitask': multi-task visual instruction tuning with a task weighting (METHODS.md 1).
+"""mode 'multitask': multi-task visual instruction tuning with a task weighting
+(docs/methods.md section 1).
 
 Every weighting (EW, TLA, DWA, RLW, CoTBal) enters the token-level weighted loss (6) through the
 train state's method_state['task_weights'] (jaxlvlm.methods.multitask.hooks), so the weights are in

@@ -61,7 +61,8 @@ def test_relative_gain_and_delta_I_E():
     np.testing.assert_allclose(out["I"], [10.0, -10.0, 50.0], rtol=1e-6)
     np.testing.assert_allclose(out["delta_I"], 50 / 3, rtol=1e-6)
     np.testing.assert_allclose(out["delta_E"], 10 / 3, rtol=1e-6)
-    # METHODS 5.1: dE averages the drops only; the mean absolute change would be 70 / 3.
+    # docs/methods.md section 5.1: dE averages the drops only; the mean absolute change would be
+    # 70 / 3.
     assert abs(float(out["delta_E"]) - np.abs(out["I"]).mean()) > 1.0
 
 

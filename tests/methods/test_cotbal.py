@@ -7,7 +7,8 @@ import pytest
 
 from jaxlvlm.methods import cotbal
 
-# METHODS.md 1(c2): the authors' weighting script inputs for the Academic benchmark, tau = 0.5.
+# docs/methods.md section 1(c2): the authors' weighting script inputs for the Academic benchmark,
+# tau = 0.5.
 C_OUT = [0.1637, 0.1903, 0.1952, 0.1433, 0.0768, 0.1316, 0.1582]
 C_IN = [0.1634, 0.2179, 0.1326, 0.1775, 0.1674, 0.0783, 0.1219]
 RATIO = [0.7597, 0.5313, 0.8852, 0.7979, 0.5511, 0.8680, 0.1904]

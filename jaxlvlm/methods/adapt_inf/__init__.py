@@ -1,4 +1,5 @@
-"""Adapt-∞ (METHODS.md §3) as jitted pure functions: sample vectors, k-means, scorers, selection, pruning."""
+"""Adapt-∞ (docs/methods.md section 3) as jitted pure functions: sample vectors, k-means, scorers,
+selection, pruning."""
 
 from jaxlvlm.methods.adapt_inf.ccs import ccs_top_down, selection_priority, trim_thresholds
 from jaxlvlm.methods.adapt_inf.cluster_report import format_task_cluster_table, task_cluster_counts

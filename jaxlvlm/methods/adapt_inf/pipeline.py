@@ -1,4 +1,4 @@
-"""Adapt-inf's selection pipeline over a growing pool (METHODS.md section 3), step by step.
+"""Adapt-inf's selection pipeline over a growing pool (docs/methods.md section 3), step by step.
 
 At time step t the new datasets join the pool; the current model embeds every live sample by its
 projected LoRA gradient and scores it (``pool_features``); k-means groups the samples into

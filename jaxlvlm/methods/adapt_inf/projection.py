@@ -1,8 +1,8 @@
 """Rademacher random projection of per-sample gradients, generated block by block from a PRNG key.
 
-Adapt-∞ embeds every pool sample by u = Π g / sqrt(k) with Π ∈ {±1}^{k×P} (METHODS.md §3(b)). P is
-the size of one decoder layer's LoRA parameters (about a million for a 7B model) and k = 8192, so
-Π itself would take tens of GiB. It is never materialised: block (i, j) of Π, of shape
+Adapt-∞ embeds every pool sample by u = Π g / sqrt(k) with Π ∈ {±1}^{k×P} (docs/methods.md
+section 3(b)). P is the size of one decoder layer's LoRA parameters (about a million for a 7B
+model) and k = 8192, so Π itself would take tens of GiB. It is never materialised: block (i, j) of Π, of shape
 [block_k, block_p], is regenerated from ``fold_in(fold_in(key, i), j)`` inside a ``lax.scan`` each
 time it is needed, so peak memory is one block plus the [B, block_k] accumulator. The same key and
 block sizes always give the same Π, which keeps sample vectors comparable across batches and steps.

@@ -1,2 +1,2 @@
-"""Continual LLaVA (METHODS.md section 2) as a runner uses it: settings, the pool's training pieces and
-instruction embeddings. The pool's math is jaxlvlm.methods.prompt_pool."""
+"""Continual LLaVA (docs/methods.md section 2) as a runner uses it: settings, the pool's training
+pieces and instruction embeddings. The pool's math is jaxlvlm.methods.prompt_pool."""

@@ -15,7 +15,7 @@ EMBEDDINGS = ("minilm", "token_mean")
 class ContinualSettings(BaseModelSettings):
     """approach: continual_llava | seq_ft | seq_lora | replay | joint.
     stream: task names in training order (() = data.tasks order).
-    pool_size, top_m, pool_rank: the pool's N, M and R (METHODS.md section 2).
+    pool_size, top_m, pool_rank: the pool's N, M and R (docs/methods.md section 2).
     snapshot_entries: K entries kept per finished task (0 = exact snapshot).
     include_current: the current task's own contextual weights enter its forward.
     align_steps, key_lr: stage-1 key alignment (eq. 11).

@@ -1,7 +1,7 @@
 """Continual LLaVA's pieces of a task's phase: the pool forward, key alignment and the pool hooks.
 
-Per task (METHODS.md section 2): stage 1 aligns the keys the task selects (eq. 11, ``align_keys``,
-Adam on the keys only); stage 2 trains the pool factors and contextual weights through the frozen
+Per task (docs/methods.md section 2): stage 1 aligns the keys the task selects (eq. 11,
+``align_keys``, Adam on the keys only); stage 2 trains the pool factors and contextual weights through the frozen
 LVLM (eq. 12, ``pool_hooks`` in a phase); the end-of-task snapshot freezes the task's contextual
 increment. Entries are selected by the instruction embedding: the frozen MiniLM encoder's, added
 to the batch by an iterator wrapper, or the frozen LLM's mean input embedding of the prompt tokens.

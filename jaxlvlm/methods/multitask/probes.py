@@ -1,7 +1,7 @@
 """CoTBal's probe plan: which data the mini model, each task's probe and the STL references train on.
 
 The mini model trains every task at mini_rate; the probe of task i trains task i at large_rate and
-the others at mini_rate (METHODS.md section 1); sources are subsampled through their 'num'. The
+the others at mini_rate (docs/methods.md section 1); sources are subsampled through their 'num'. The
 probes are evaluated on validation sources (the eval sources with split 'val' unless given).
 """
 

@@ -17,7 +17,7 @@ class MultitaskSettings:
     cotbal_file: V/v0 or c_out/c_in/D from a file ('' = run the probe phase).
     probe_steps: steps of each probe (0 = train.steps); mini_rate, large_rate: data fractions.
     val_sources: validation specs of the probes (() = eval sources with split 'val').
-    unbalanced: task names with a fixed weight 1 (text-only tasks, METHODS 1(c)).
+    unbalanced: task names with a fixed weight 1 (text-only tasks, docs/methods.md section 1(c)).
     dwa_window, dwa_temperature, rlw_seed: the baselines' settings.
     stl_steps: > 0 one single-task model per task (the STL reference of dI/dE); 0 = train.steps;
       -1 = none (use stl_file, or report no dI/dE). stl_file: JSON {task: score in [0, 1]}.

@@ -1,4 +1,5 @@
-"""Pilot (METHODS.md §4) as pure functions: connectors (registered), losses, aggregation, client/server."""
+"""Pilot (docs/methods.md section 4) as pure functions: connectors (registered), losses,
+aggregation, client/server."""
 
 from jaxlvlm.methods.pilot.aggregation import (
     adaptive_aggregate,

@@ -1,8 +1,8 @@
 """Federated clients: who holds which data, and each client's local batches for a round.
 
 Every client holds a task label and an IID (or Dirichlet label-skew) share of that task's training
-data (METHODS.md section 4). Batches are host numpy arrays padded to the longest bucket, stacked on
-a client axis for the round's client programs (jaxlvlm.methods.pilot.client).
+data (docs/methods.md section 4). Batches are host numpy arrays padded to the longest bucket,
+stacked on a client axis for the round's client programs (jaxlvlm.methods.pilot.client).
 """
 
 from __future__ import annotations

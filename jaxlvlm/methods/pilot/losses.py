@@ -1,7 +1,7 @@
 """Pilot's auxiliary losses: the difference loss (eq. 14) and the router's MoE losses (eq. 15).
 
-Our choices ([O], METHODS.md §4(b)): L_d is summed over tokens and channels per image and averaged
-over real images; L_b = T Σ_i f_i P̄_i with f_i the fraction of tokens routed (argmax) to expert i;
+Our choices ([O], docs/methods.md section 4(g)): L_d is summed over tokens and channels per
+image and averaged over real images; L_b = T Σ_i f_i P̄_i with f_i the fraction of tokens routed (argmax) to expert i;
 L_z = mean over tokens of (logsumexp_i z_i)²; all means are over real (unmasked) image tokens.
 """
 

@@ -21,7 +21,7 @@ PyTree = Any
 
 
 def round_schedule(num_rounds: int) -> list[tuple[int, str]]:
-    """METHODS.md §4(d): round 1 runs stage 1 then stage 2, rounds 2..R stage 2 only.
+    """docs/methods.md section 4(d): round 1 runs stage 1 then stage 2, rounds 2..R stage 2 only.
 
     Returns [(round, stage), ...] with rounds counted from 1, each entry followed by aggregation.
     """
