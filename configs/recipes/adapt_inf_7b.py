@@ -1,6 +1,6 @@
 """Adapt-inf at 7B: LLaVA-1.5-7B with LoRA r = 128, alpha = 256 on every decoder projection; the
 per-sample features are the gradients of decoder layer 31's LoRA, Rademacher-projected to k = 8192
-(METHODS.md 3(c)), plus the scorers' two forwards; the selected data trains the LoRA step. Features
+(docs/methods.md section 3(c)), plus the scorers' two forwards; the selected data trains the LoRA step. Features
 32 rows at a time, training batch 128, 2048 tokens. Sized for v5p-32 (16 chips).
 
 python -m tools.aot --config configs/recipes/adapt_inf_7b.py

@@ -1,5 +1,5 @@
 """Continual LLaVA at 7B: frozen LLaVA-1.5-7B, a pool of low-rank increments on every decoder
-layer's o_proj, N = 30 entries, top-M = 5, rank R = 8 (METHODS.md 2(c): the paper gives no values,
+layer's o_proj, N = 30 entries, top-M = 5, rank R = 8 (docs/methods.md section 2(c): the paper gives no values,
 these are the project's choices), 8 task slots; batch 128 at 2048 tokens. Sized for v5p-16 (8 chips).
 
 python -m tools.aot --config configs/recipes/continual_llava_7b.py

@@ -1,6 +1,6 @@
 """CoTBal's final run at 7B: LLaVA-1.5-7B full fine-tune on the 665K mixture with per-task loss
 weights (lr 2e-5, cosine, warm-up 3%, batch 16/GPU x 8 = 128, max length 2048; the authors'
-scripts, METHODS.md 1(c)); the Academic benchmark's 7 balanced tasks. Sized for v5p-32 (16 chips).
+scripts, docs/methods.md section 1(c)); the Academic benchmark's 7 balanced tasks. Sized for v5p-32 (16 chips).
 
 Only the final weighted run is compiled here (the probes are shorter runs of the same step).
 python -m tools.aot --config configs/recipes/cotbal_7b.py

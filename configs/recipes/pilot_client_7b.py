@@ -1,5 +1,5 @@
 """Pilot's client step at 7B: frozen CLIP ViT-L/14-336 + Vicuna-7B, stage-1 connector (task adapter
-+ client adapter, difference loss 0.1), LLM LoRA rank 64, alpha 128 (METHODS.md 4(c)); one client's
++ client adapter, difference loss 0.1), LLM LoRA rank 64, alpha 128 (docs/methods.md section 4(c)); one client's
 local step at batch 16, 2048 tokens (the clients of a round run this step each). Sized for v5p-8
 (4 chips).
 
