@@ -177,7 +177,10 @@ def write_multitask_report(workdir: str, task_names: list[str], s: dict) -> str 
     lines = ["# jaxlvlm: multi-task instruction tuning with task weighting", ""]
     lines += ["## Per-task scores (0-100, test split)", ""] + _scores_table(task_names, s) + [""]
     if "stl" in s:
-        lines += ["## Improvement and imbalance vs single-task models (docs/methods.md section 5.1)", ""]
+        lines += [
+            "## Improvement and imbalance vs single-task models (docs/methods.md section 5.1)",
+            "",
+        ]
         rows = [[n, r["delta_I"], r["delta_E"], r["wall_s"]] for n, r in s["runs"].items()]
         lines += plots.markdown_table(["weighting", "dI %", "dE %", "wall s"], rows) + [""]
     weights = {n: r["last_weights"] for n, r in s["runs"].items()}
