@@ -228,6 +228,13 @@ def run_phase(
     done = read_phase(workdir)
     if done is not None:
         try:
+            # A complete phase rerun under a config that trains differently (e.g. more steps)
+            # is refused like a resume, never silently answered with the old result.
+            latest = checkpointer.latest_step()
+            if latest is not None:
+                saved = checkpointer.read_config(latest)
+                where = f"{checkpointer.directory}/{latest}"
+                check_config_drift(where, saved, RS.config_json(config))
             return _complete(run, setup, checkpointer, done, hooks, need_state)
         finally:
             checkpointer.close()
