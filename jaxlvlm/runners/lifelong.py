@@ -68,7 +68,7 @@ def _stream(config, workdir, tasks, params0, b, s: LifelongSettings) -> dict:
             config, task_specs(config, step_tasks[0]), 1, tasks, freeze=PL.FROZEN, lora=True
         )
         run = RS.prepare_run(c, step_dir)
-        new_idx = pool.add_step_data(config, step_tasks, tasks, t, run.image_cfg.image_size)
+        new_idx = pool.add_step_data(config, step_tasks, tasks, run.image_cfg.image_size)
         alive_idx = np.flatnonzero(pool.alive)
         sel = _selection(config, run, step_dir, pool, alive_idx, new_idx, t, carried, s)
         res = _train_step(config, step_dir, tasks, pool, sel["selected"], carried, s, step_tasks)

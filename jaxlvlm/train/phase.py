@@ -109,6 +109,12 @@ def read_phase(workdir: str) -> dict | None:
     return read_json(os.path.join(workdir, PHASE_FILE))
 
 
+def refuse_drift(checkpointer: Checkpointer, step: int, config) -> None:
+    """Refuses checkpoint ``step`` when it was saved under a config that trains differently."""
+    saved = checkpointer.read_config(step)
+    check_config_drift(f"{checkpointer.directory}/{step}", saved, RS.config_json(config))
+
+
 def start_state(
     run: RS.Run,
     setup: S.StateSetup,
@@ -121,12 +127,10 @@ def start_state(
     """The newest restorable checkpoint (data iterator state included), else ``init_params``, else
     config.init_from's parameters, else the model's own init. check_drift: refuse a checkpoint
     saved under a config that trains differently (jaxlvlm.train.fingerprint), naming the key."""
-    config_dict = RS.config_json(run.config)
 
     def restore(step: int):
         if check_drift:
-            saved = checkpointer.read_config(step)
-            check_config_drift(f"{checkpointer.directory}/{step}", saved, config_dict)
+            refuse_drift(checkpointer, step, run.config)
         return checkpointer.restore(step, setup.abstract)
 
     found = checkpointer.restore_newest(restore)
@@ -232,9 +236,7 @@ def run_phase(
             # is refused like a resume, never silently answered with the old result.
             latest = checkpointer.latest_step()
             if latest is not None:
-                saved = checkpointer.read_config(latest)
-                where = f"{checkpointer.directory}/{latest}"
-                check_config_drift(where, saved, RS.config_json(config))
+                refuse_drift(checkpointer, latest, config)
             return _complete(run, setup, checkpointer, done, hooks, need_state)
         finally:
             checkpointer.close()

@@ -42,13 +42,12 @@ class PoolState:
 
     pool: DataPool
     alive: np.ndarray  # [len(pool)] bool
-    step_of: np.ndarray  # [len(pool)] the step each row joined
 
     @classmethod
     def empty(cls) -> PoolState:
-        return cls(DataPool(), np.zeros(0, bool), np.zeros(0, np.int64))
+        return cls(DataPool(), np.zeros(0, bool))
 
-    def add_step_data(self, config, step_tasks, tasks, step: int, image_size: int) -> np.ndarray:
+    def add_step_data(self, config, step_tasks, tasks, image_size: int) -> np.ndarray:
         """Adds the data.sources of ``step_tasks``; returns the new rows' global indices."""
         before = len(self.pool)
         for task in step_tasks:
@@ -56,7 +55,6 @@ class PoolState:
             for ts in sources_from_config(specs, tasks, config.seed, image_size):
                 rows = self.pool.add(ts.source, tasks.index(task), name=task)
                 self.alive = np.concatenate([self.alive, np.ones(len(rows), bool)])
-                self.step_of = np.concatenate([self.step_of, np.full(len(rows), step)])
         return np.arange(before, len(self.pool))
 
 
