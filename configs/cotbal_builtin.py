@@ -4,7 +4,8 @@
     python -m jaxlvlm.main --config configs/cotbal_builtin.py:weightings=ew+tla+dwa+cotbal,stl=true ...
     python -m jaxlvlm.main --config configs/cotbal_builtin.py:cotbal_file=runs/cotbal/probe_scores.json ...
 
-Colon arguments: test, steps (final runs), probe_steps, num (train samples per task), eval_num,
+Colon arguments: test, steps (final runs), probe_steps (0: the paper's stopping rule below; > 0: fixed
+steps), num (train samples per task), eval_num,
 weightings ('+'-separated from ew, tla, dwa, rlw, cotbal), stl (train single-task references for dI/dE),
 cotbal_file (skip the probes), tau.
 The text-only task (arithmetic) keeps weight 1, as ShareGPT does in the paper.
@@ -29,7 +30,7 @@ def get_config(arg: str | None = None):
         arg,
         test=False,
         steps=600,
-        probe_steps=150,
+        probe_steps=0,
         num=2000,
         eval_num=100,
         weightings="cotbal",
@@ -69,6 +70,18 @@ def get_config(arg: str | None = None):
     # The built-in sets are small: 1/8 instead of the paper's 1/32 keeps mini subsets >= 100 samples.
     c.method.mini_rate = 1 / 8
     c.method.large_rate = 1.0
+    # The paper's floors (1k mini, 10k large samples) are sized for tasks of 10k-600k samples; on
+    # 2,000 per task a 1k mini subset would be half of each task and leave a probe almost no more
+    # of its own task than the mini model has, so the rates alone decide here (250 vs 2,000).
+    c.method.mini_min_samples = 0
+    c.method.large_min_samples = 0
+    # Probes: at least 100 steps (the paper's floor), then until the probe's validation score on its
+    # own task stops improving (checked every 50 steps, 2 checks of patience), at most half the
+    # final run's steps.
+    c.method.probe_min_steps = 100
+    c.method.probe_max_steps_ratio = 0.5
+    c.method.probe_eval_every = 50
+    c.method.probe_patience = 2
     c.method.val_sources = tuple(
         dict(type="builtin", family=f, split="val", num=a.eval_num, task=f) for f in FAMILIES
     )

@@ -26,9 +26,15 @@ from jaxlvlm.eval.continual_metrics import delta_I_E
 from jaxlvlm.files import safe_name, write_json_atomic
 from jaxlvlm.methods import cotbal
 from jaxlvlm.methods import task_weighting as tw
+from jaxlvlm.methods.cotbal_probes import probe_step_cap
 from jaxlvlm.methods.multitask.cotbal_inputs import cotbal_weights_from_file, write_cotbal_inputs
 from jaxlvlm.methods.multitask.hooks import weighting_hooks
-from jaxlvlm.methods.multitask.probes import probe_plan, task_source_specs, validation_sources
+from jaxlvlm.methods.multitask.probes import (
+    probe_early_stop,
+    probe_plan,
+    task_source_specs,
+    validation_sources,
+)
 from jaxlvlm.methods.multitask.settings import MultitaskSettings
 from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import register_runner
@@ -43,21 +49,36 @@ def _phase(config, workdir, sources, eval_sources, steps, task_names, **kw):
 
 
 def probe_phase(config, workdir: str, task_names: list[str], s: MultitaskSettings) -> dict:
-    """Trains and evaluates the mini model and one probe per task; returns V, v0, timings."""
+    """Trains and evaluates the mini model and one probe per task; returns V, v0, the steps each
+    probe trained, timings. probe_steps > 0: fixed steps; 0: the guidance's stopping rule."""
     val = validation_sources(config, s)
-    steps = s.probe_steps or config.train.steps
-    scores, wall = {}, {}
+    ps = s.probe_settings()
+    fixed = s.probe_steps > 0
+    cap = s.probe_steps if fixed else probe_step_cap(config.train.steps, ps)
+    scores, wall, steps = {}, {}, {}
     for name, sources in probe_plan(config, task_names, s).items():
+        c = phase_config(config, sources, cap, task_names, eval_sources=val)
+        stop = None
+        if not fixed:
+            c.train.eval_every = ps.eval_every
+            stop = probe_early_stop(name, task_names, s, config.train.steps)
         probe_dir = os.path.join(workdir, "probes", safe_name(name))
-        res = _phase(config, probe_dir, sources, val, steps, task_names, need_state=False)
-        scores[name], wall[name] = scores_vector(res.scores, task_names), res.wall_s
-        logging.info(
-            "probe %s: %s", name, dict(zip(task_names, scores[name].round(1), strict=True))
+        res = run_phase(c, probe_dir, need_state=False, early_stop=stop)
+        scores[name], wall[name], steps[name] = (
+            scores_vector(res.scores, task_names),
+            res.wall_s,
+            res.steps,
         )
+        logging.info(
+            "probe %s (%d of at most %d steps): %s", name, res.steps, cap,
+            dict(zip(task_names, scores[name].round(1), strict=True)),
+        )  # fmt: skip
     # A fixed-weight task has no probe: its row of V is undefined (NaN), and CoTBal leaves it out.
     nan = np.full(len(task_names), np.nan)
     V = np.stack([scores.get(t, nan) for t in task_names])
-    return {"V": V, "v0": scores["mini"], "wall_s": wall, "steps": steps, "probes": len(scores)}
+    out = {"V": V, "v0": scores["mini"], "wall_s": wall, "steps": steps, "early_stop": not fixed}
+    out["max_steps"] = cap
+    return out
 
 
 def cotbal_task_weights(config, workdir: str, task_names: list[str], s: MultitaskSettings) -> dict:
@@ -74,7 +95,9 @@ def cotbal_task_weights(config, workdir: str, task_names: list[str], s: Multitas
     res = cotbal.weights_from_scores(probes["V"], probes["v0"], s.tau, alphas, balanced=balanced)
     out: dict[str, Any] = {k: np.asarray(v) for k, v in res.items()}
     out.update(source=path, V=probes["V"], v0=probes["v0"], probe_wall_s=probes["wall_s"])
-    out["probe_steps_total"] = probes["steps"] * probes["probes"]
+    out["probe_steps_total"] = sum(probes["steps"].values())
+    if probes["early_stop"]:
+        out["probe_steps"] = {**probes["steps"], "max_steps": probes["max_steps"]}
     out["fallbacks"] = cotbal.fallback_lines(res, task_names)
     for line in out["fallbacks"]:
         logging.warning("%s", line)
@@ -157,8 +180,8 @@ def _summary(task_names, finals, stl, cb, stl_wall) -> dict[str, Any]:
 
 
 def _cotbal_summary(cb: dict, finals: dict) -> dict:
-    keys = ("lam", "C", "c_out", "c_in", "D", "V", "v0", "tau")
-    out = {k: np.asarray(v).tolist() for k, v in cb.items() if k in keys}
+    keys = ("lam", "C", "c_out", "c_in", "D", "V", "v0", "tau", "probe_steps")
+    out = {k: _plain(v) for k, v in cb.items() if k in keys}
     out["source"] = cb["source"]
     out["fallbacks"] = cb.get("fallbacks", [])
     if "probe_wall_s" in cb:
@@ -167,6 +190,10 @@ def _cotbal_summary(cb: dict, finals: dict) -> dict:
         out["probe_wall_s"] = probe_total
         out["probe_cost_vs_final"] = probe_total / max(final, 1e-9)
     return out
+
+
+def _plain(v):
+    return v if isinstance(v, dict) else np.asarray(v).tolist()
 
 
 def write_multitask_report(workdir: str, task_names: list[str], s: dict) -> str | None:
@@ -229,6 +256,14 @@ def _cotbal_section(workdir: str, task_names: list[str], cb: dict) -> list[str]:
         lines += plots.task_matrix_lines(
             np.asarray(cb["C"]), task_names, path, "contribution C[i, j]", axes
         )
+    if "probe_steps" in cb:
+        trained = {k: v for k, v in cb["probe_steps"].items() if k != "max_steps"}
+        lines += [
+            f"Probe steps (early stop on the validation score, at most "
+            f"{cb['probe_steps']['max_steps']}): "
+            + ", ".join(f"{k} {v}" for k, v in trained.items()),
+            "",
+        ]
     if "probe_wall_s" in cb:
         lines += [
             f"Probe phase: {cb['probe_wall_s']:.1f} s in total (training + validation), "

@@ -21,6 +21,9 @@ from jaxlvlm.train.metrics import MetricsWriter, to_python
 from jaxlvlm.train.progress import Progress
 from jaxlvlm.train.state import TrainState
 
+# early_stop(step, evaluation results so far) -> whether to stop after this step
+EarlyStop = Callable[[int, list[dict[str, Any]]], bool]
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss or gradient norm became NaN/inf; the run stopped without saving that state."""
@@ -57,11 +60,18 @@ def train_loop(
     step_flops: float,
     evaluate_fn: Callable[[TrainState], dict[str, Any]] | None = None,
     config_dict: dict | None = None,
+    early_stop: EarlyStop | None = None,
+    eval_history: Sequence[dict[str, Any]] = (),
 ) -> tuple[TrainState, dict[str, Any] | None]:
     """Runs from ``state.step`` to ``config.train.steps``; returns (state, last eval result).
 
     Every step's loss is checked at log and checkpoint points (all steps since the previous check),
     so a non-finite step is never saved. Checkpoints are async; the final one is waited for.
+
+    early_stop(step, evals) -> bool is asked after every periodic evaluation (evals: every eval
+    result so far, oldest first, starting with ``eval_history``, the ones from before a resume);
+    when it says stop, the state is checkpointed at that step and the loop ends there. A resumed
+    run whose history already says stop does not train.
     """
     t = config.train
     start = int(jax.device_get(state.step))
@@ -70,6 +80,10 @@ def train_loop(
     tokens_since = 0.0
     last_eval = None
     data_state = getattr(data_iter, "get_state", lambda: None)
+    history = list(eval_history)
+    if early_stop is not None and history and early_stop(start, history):
+        logging.info("early stop: the evaluations up to step %d already said stop", start)
+        return state, history[-1]
     try:
         for step in range(start + 1, t.steps + 1):
             batch = next(data_iter)
@@ -105,6 +119,12 @@ def train_loop(
             if is_eval:
                 last_eval = evaluate_fn(state)
                 writer.write(step, last_eval, kind="eval")
+                history.append(last_eval)
+                if early_stop is not None and early_stop(step, history):
+                    if not is_ckpt:
+                        checkpointer.save(step, state, data_state(), config_dict or {})
+                    logging.info("early stop at step %d of %d", step, t.steps)
+                    break
             if is_halt:
                 # Preemption drill: die without warning after the durable checkpoints.
                 checkpointer.wait()

@@ -37,8 +37,8 @@ from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.checkpoint import Checkpointer
 from jaxlvlm.train.fingerprint import check_config_drift
-from jaxlvlm.train.loop import train_loop
-from jaxlvlm.train.metrics import MetricsWriter
+from jaxlvlm.train.loop import EarlyStop, train_loop
+from jaxlvlm.train.metrics import MetricsWriter, read_metrics
 from jaxlvlm.train.state import TrainState
 
 PHASE_FILE = "phase.json"
@@ -203,6 +203,7 @@ def run_phase(
     evaluate: bool = True,
     need_state: bool = True,
     extra: dict | None = None,
+    early_stop: EarlyStop | None = None,
 ) -> PhaseResult:
     """Trains ``config`` in ``workdir`` to config.train.steps, evaluates, records the phase.
 
@@ -217,6 +218,9 @@ def run_phase(
       evaluate: greedy evaluation at the end (and every train.eval_every steps when > 0).
       need_state: for a phase already complete, restore its final state (else state=None).
       extra: JSON-able values stored in the record.
+      early_stop: ``(step, [eval scores so far]) -> bool`` asked after each periodic evaluation
+        (train.eval_every); the phase ends at the first step it says stop. The record's 'steps'
+        is the step reached; with early_stop it also holds 'max_steps', the configured steps.
     """
     run = RS.prepare_run(config, workdir)
     setup = S.plan_train_state(
@@ -264,6 +268,9 @@ def run_phase(
             step_flops=RS.step_flops(run),
             evaluate_fn=periodic,
             config_dict=RS.config_json(config),
+            early_stop=early_stop,
+            # The evaluations before a resume, so a resumed phase stops where it would have.
+            eval_history=_eval_history(workdir, resumed_from) if early_stop else (),
         )
         bad_samples = _bad_samples(data_iter, checkpointer)
         if hooks.finalize is not None:
@@ -278,15 +285,28 @@ def run_phase(
     record = {
         "scores": result.scores if result is not None else None,
         "wall_s": time.perf_counter() - t0,
-        "steps": int(config.train.steps),
+        "steps": int(jax.device_get(state.step)),
         "resumed_from": resumed_from,
         # Samples skipped by the bad-sample policy in this phase, per reason (counted, never silent).
         "bad_samples": bad_samples,
         **(extra or {}),
     }
+    if early_stop is not None:
+        record["max_steps"] = int(config.train.steps)
     if jax.process_index() == 0:
         write_json_atomic(os.path.join(workdir, PHASE_FILE), record, what="phase record")
     return PhaseResult(state, record["scores"], record, run, resumed_from, result)
+
+
+def _eval_history(workdir: str, upto: int) -> list[dict]:
+    """The periodic evaluations metrics.jsonl holds up to step ``upto`` (those of the state
+    resumed from), without the keys the writer adds."""
+    by_step = {  # a step evaluated again after an earlier resume keeps its latest row
+        r["step"]: {k: v for k, v in r.items() if k not in ("step", "kind")}
+        for r in read_metrics(workdir)
+        if r.get("kind") == "eval" and r["step"] <= upto
+    }
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def _bad_samples(data_iter: Any, checkpointer: Checkpointer) -> dict | None:

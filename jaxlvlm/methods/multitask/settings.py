@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from jaxlvlm.errors import ConfigError
 from jaxlvlm.methods import task_weighting as tw
+from jaxlvlm.methods.cotbal_probes import ProbeSettings
 from jaxlvlm.methods.settings import require
 
 
@@ -15,7 +17,13 @@ class MultitaskSettings:
     tau, alphas: CoTBal temperature ('auto': the lowest that keeps every weight in [0.5, 2]) and
       mix (eqs. 4-5).
     cotbal_file: V/v0 or c_out/c_in/D from a file ('' = run the probe phase).
-    probe_steps: steps of each probe (0 = train.steps); mini_rate, large_rate: data fractions.
+    probe_steps: > 0: every probe trains exactly this many steps; 0: the paper's guidance (VisATB
+      v3): at least probe_min_steps, then until its validation score stops improving
+      (probe_eval_every, probe_patience, probe_min_delta), at most probe_max_steps_ratio x
+      train.steps (jaxlvlm.methods.cotbal_probes).
+    mini_rate, large_rate: data fractions of the mini subsets and of a probe's own task;
+      mini_min_samples, large_min_samples: floors on those subsets (paper: 1k, 10k; capped by the
+      task's size).
     val_sources: validation specs of the probes (() = eval sources with split 'val').
     unbalanced: task names with a fixed weight 1 (text-only tasks, docs/methods.md section 1(c)).
     dwa_window, dwa_temperature, rlw_seed: the baselines' settings.
@@ -32,6 +40,13 @@ class MultitaskSettings:
     probe_steps: int = 0
     mini_rate: float = 1 / 32
     large_rate: float = 1.0
+    mini_min_samples: int = 1000
+    large_min_samples: int = 10000
+    probe_min_steps: int = 100
+    probe_max_steps_ratio: float = 1.0
+    probe_eval_every: int = 50
+    probe_patience: int = 2
+    probe_min_delta: float = 0.0
     val_sources: tuple = ()
     unbalanced: tuple = ()
     dwa_window: int = 25
@@ -50,8 +65,22 @@ class MultitaskSettings:
             bool(self.weightings) and not bad,
             f"config.method.weightings={self.weightings}: choose from {tw.WEIGHTINGS} (at least one)",
         )
-        require(
-            0 < self.mini_rate <= self.large_rate <= 1,
-            f"config.method: need 0 < mini_rate <= large_rate <= 1, got {self.mini_rate}, "
-            f"{self.large_rate}",
+        require(self.probe_steps >= 0, f"config.method.probe_steps={self.probe_steps}: need >= 0")
+        try:
+            self.probe_settings()
+        except ValueError as e:
+            raise ConfigError(f"config.method (CoTBal probes): {e}") from None
+
+    def probe_settings(self) -> ProbeSettings:
+        """The probe sizes and stopping rule (jaxlvlm.methods.cotbal_probes.ProbeSettings)."""
+        return ProbeSettings(
+            mini_rate=self.mini_rate,
+            large_rate=self.large_rate,
+            mini_min_samples=self.mini_min_samples,
+            large_min_samples=self.large_min_samples,
+            min_steps=self.probe_min_steps,
+            max_steps_ratio=self.probe_max_steps_ratio,
+            eval_every=self.probe_eval_every,
+            patience=self.probe_patience,
+            min_delta=self.probe_min_delta,
         )
