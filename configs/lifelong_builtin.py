@@ -11,7 +11,7 @@ counting_rare (counting over the palette domain, a tenth of the others' size) ->
 The budget is 25% of the data that joins per step on average (``budget_frac``); the pool keeps
 4 x budget after pruning; each step makes ``epochs`` passes over its selection (the joint and
 'all' runs make the same number of passes over all their data). Colon arguments: test, approach,
-scorer, num, eval_num, budget_frac, epochs, clusters, proj_dim, base_steps, joint_summary (path of
+scorer, num, eval_num, budget_frac, epochs, clusters, proj_dim, base_steps, base_eval_every, joint_summary (path of
 the joint run's summary.json, for the relative gain).
 
 Recipe for the paper's stream on accelerators (not run here): convert LLaVA-1.5-7B with
@@ -48,6 +48,7 @@ def get_config(arg: str | None = None):
         clusters=6,
         proj_dim=1024,
         base_steps=800,
+        base_eval_every=100,
         joint_summary="",
     )
     c = base_config()
@@ -110,6 +111,10 @@ def get_config(arg: str | None = None):
     c.method.proj_dim = a.proj_dim
     c.method.base_steps = a.base_steps
     c.method.base_lr = BASE_LR
+    # The base trains until its validation score on the base families stops improving (checked
+    # every base_eval_every steps, 2 checks of patience), at most base_steps; 0 = exactly base_steps.
+    c.method.base_eval_every = a.base_eval_every
+    c.method.base_patience = 2
     c.method.base_sources = tuple(
         dict(type="builtin", family=f, domain=d, split="train", num=4 * a.num, task=f"{f}-{d}")
         for f, d in BASE
@@ -121,6 +126,7 @@ def get_config(arg: str | None = None):
         c.data.eval_batch_size = 8
         c.method.base_sources = tuple(dict(s, num=16) for s in c.method.base_sources)
         c.method.base_steps = 2 if a.base_steps else 0
+        c.method.base_eval_every = 0
         c.method.stream = tuple(steps[:2])
         c.method.num_clusters = 2
         c.method.proj_dim = 64

@@ -14,6 +14,8 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+from jaxlvlm.train.early_stop import stopped_improving
+
 
 @dataclasses.dataclass(frozen=True)
 class ProbeSettings:
@@ -76,7 +78,4 @@ def probe_should_stop(
         return False
     if step >= probe_step_cap(final_steps, settings):
         return True
-    if len(val_scores) <= settings.patience:
-        return False
-    best_before = max(val_scores[: -settings.patience])
-    return max(val_scores[-settings.patience :]) <= best_before + settings.min_delta
+    return stopped_improving(val_scores, settings.patience, settings.min_delta)

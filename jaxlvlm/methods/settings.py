@@ -72,12 +72,20 @@ class BaseModelSettings:
 
     base_steps > 0: trained on base_sources for base_steps at base_lr (0 = optim.lr) in
     <workdir>/base; else config.init_from's parameters or the model's own init (config.seed).
+    base_eval_every > 0: validate the base every this many steps on base_val_sources (default:
+      the builtin base_sources with split 'val', at most base_val_num samples each) and stop once
+      the mean score did not improve for base_patience validations; base_steps is then the cap.
+      The validation scores are in <workdir>/base/phase.json.
     evaluate_base: score the base on every task first (the b vector of FWT).
     """
 
     base_steps: int = 0
     base_sources: tuple = ()
     base_lr: float = 0.0
+    base_eval_every: int = 0
+    base_patience: int = 2
+    base_val_sources: tuple = ()
+    base_val_num: int = 100
     evaluate_base: bool = True
 
     def check_base(self) -> None:
@@ -87,4 +95,29 @@ class BaseModelSettings:
         require(
             self.base_steps <= 0 or bool(self.base_sources),
             "config.method.base_steps > 0 needs config.method.base_sources",
+        )
+        require(
+            self.base_eval_every >= 0 and self.base_patience >= 1 and self.base_val_num >= 1,
+            "config.method: need base_eval_every >= 0, base_patience >= 1 and base_val_num >= 1",
+        )
+        if self.base_eval_every > 0 and not self.base_val_sources:
+            other = [s for s in self.base_sources if dict(s).get("type") != "builtin"]
+            require(
+                not other,
+                f"config.method.base_eval_every > 0: base source {dict(other[0]) if other else ''} "
+                "has no 'val' split to derive; give config.method.base_val_sources",
+            )
+
+    def base_validation(self) -> tuple[dict, ...]:
+        """The base model's validation specs (base_val_sources, or the builtin base sources'
+        'val' split with at most base_val_num samples each)."""
+        if self.base_val_sources:
+            return tuple(dict(s) for s in self.base_val_sources)
+        return tuple(
+            dict(
+                s,
+                split="val",
+                num=min(int(dict(s).get("num", self.base_val_num)), self.base_val_num),
+            )
+            for s in self.base_sources
         )

@@ -7,6 +7,7 @@ the model's init; ``base_scores`` evaluates them on every task once (<workdir>/b
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from jaxlvlm.files import read_json, write_json_atomic
 from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train import setup as S
+from jaxlvlm.train.early_stop import stopped_improving
 from jaxlvlm.train.phase import run_phase, scores_vector
 from jaxlvlm.train.phase_config import phase_config, task_specs
 
@@ -36,16 +38,30 @@ def base_params(config, workdir: str, tasks: Sequence[str], base) -> Any:
         return setup.create().params
     sources = [dict(s) for s in base.base_sources]
     all_tasks = tuple(dict.fromkeys([*tasks, *(s["task"] for s in sources)]))
+    validate = base.base_eval_every > 0
     c = phase_config(
         config,
         sources,
         base.base_steps,
         all_tasks,
-        eval_sources=(),
+        eval_sources=base.base_validation() if validate else (),
         lora=False,
         lr=base.base_lr if base.base_lr > 0 else None,
     )
-    return run_phase(c, os.path.join(workdir, "base"), evaluate=False).state.params
+    stop = None
+    if validate:
+        c.train.eval_every = base.base_eval_every
+        watched = sorted({s["task"] for s in base.base_validation()})
+
+        def stop(step: int, evals: list[dict]) -> bool:
+            means = [float(np.mean([e[t] for t in watched])) for e in evals]
+            return stopped_improving(means, base.base_patience)
+
+    res = run_phase(c, os.path.join(workdir, "base"), evaluate=validate, early_stop=stop)
+    if validate:
+        logging.info("base model: %d of at most %d steps, validation %s", res.steps,
+                     base.base_steps, res.scores)  # fmt: skip
+    return res.state.params
 
 
 def base_scores(config, workdir: str, tasks: Sequence[str], params: Any, base) -> np.ndarray | None:
