@@ -139,8 +139,11 @@ def _train_step(config, step_dir, tasks, pool, selected, carried, s, step_tasks)
 
 
 def _step_log(t, step_tasks, tasks, pool, alive_idx, sel, res) -> dict:
+    def per_task(rows):
+        ids = np.bincount([pool.pool.task_id_of(g) for g in rows], minlength=len(tasks))
+        return dict(zip(tasks, ids.tolist(), strict=True))
+
     selected = sel["selected"]
-    per_task = np.bincount([pool.pool.task_id_of(g) for g in selected], minlength=len(tasks))
     return {
         "step": t,
         "new": list(step_tasks),
@@ -148,7 +151,9 @@ def _step_log(t, step_tasks, tasks, pool, alive_idx, sel, res) -> dict:
         "selected": int(len(selected)),
         "train_steps": res.steps,
         "pool_after": int(len(sel["alive_after"])),
-        "selected_per_task": dict(zip(tasks, per_task.tolist(), strict=True)),
+        "selected_per_task": per_task(selected),
+        # What the pruning kept of each task (duplicates that survive, the rare task's share).
+        "pool_after_per_task": per_task(sel["alive_after"]),
         **sel["info"],
     }
 

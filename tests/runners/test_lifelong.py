@@ -18,6 +18,7 @@ def test_lifelong_stream_end_to_end_and_resume(tmp_path, approach):
     for st in s["steps"]:
         assert st["selected"] == config.method.budget
         assert st["pool_after"] <= 4 * config.method.budget
+        assert sum(st["pool_after_per_task"].values()) == st["pool_after"]
     assert s["steps"][1]["pool_before"] == 64 and s["steps"][1]["pool_after"] == 32
     again = lifelong.run_lifelong(config, str(tmp_path))[
         "summary"

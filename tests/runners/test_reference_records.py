@@ -12,7 +12,9 @@ five at commit 609fd8f. Two were then re-taken on purpose (2026-11-30), because 
 what the methods compute, not how the runners compose them: multitask (DWA's rolling window, TLA's
 own loss, CoTBal without probes for fixed-weight tasks) and lifelong (one projection for the
 stream, the authors' clustering and selection, the zeroed image for Image Grounding). train,
-continual and federated are still the 5fbc4e6 records.
+continual and federated are still the 5fbc4e6 records. The lifelong record then gained one key
+per step, ``pool_after_per_task`` (rewritten by this test; everything else compared equal to the
+previous record before it was rewritten).
 """
 
 from __future__ import annotations
