@@ -1,0 +1,84 @@
+"""Copies what the method tables need from a benchmark's run directories into a committed tree.
+
+From <runs>/<comparison>/<cell>/seed<k>/ it keeps summary.json, cell.json, the base model's phase
+record (base_phase.json: steps trained and validation scores) and the final evaluation's
+per-sample scores (final_scores.json, in the order of <comparison>/test_ids.json, written once per
+comparison and checked equal for every cell), and nothing else (no checkpoints, no predictions).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+
+
+def final_predictions(cell_dir: str) -> str | None:
+    """The predictions.jsonl of a cell's last evaluation: the joint phase's, else the last step's."""
+    joint = os.path.join(cell_dir, "joint", "predictions.jsonl")
+    if os.path.exists(joint):
+        return joint
+    steps = glob.glob(os.path.join(cell_dir, "step_*", "predictions.jsonl"))
+    if not steps:
+        return None
+    return max(steps, key=lambda p: int(os.path.basename(os.path.dirname(p)).split("_")[1]))
+
+
+def read_predictions(path: str) -> tuple[list[str], list[float]]:
+    """(ids, scores) sorted by id; a duplicated id is an error (it would break the pairing)."""
+    rows = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            p = json.loads(line)
+            if p["id"] in rows:
+                raise ValueError(f"{path}:{n}: test sample {p['id']!r} appears twice")
+            rows[p["id"]] = float(p["score"])
+    ids = sorted(rows)
+    return ids, [rows[i] for i in ids]
+
+
+def _write(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+
+
+def collect(runs: str, dest: str, comparison: str) -> list[str]:
+    """Copies every finished cell of ``comparison``; returns the cells copied as 'cell/seedK'."""
+    done = []
+    ids_path = os.path.join(dest, comparison, "test_ids.json")
+    for summary in sorted(glob.glob(os.path.join(runs, comparison, "*", "seed*", "summary.json"))):
+        src = os.path.dirname(summary)
+        rel = os.path.relpath(src, os.path.join(runs, comparison))
+        out = os.path.join(dest, comparison, rel)
+        os.makedirs(out, exist_ok=True)
+        shutil.copy2(summary, os.path.join(out, "summary.json"))
+        if not os.path.exists(os.path.join(src, "cell.json")):
+            raise FileNotFoundError(
+                f"{src} has a summary but no cell.json: not a method_bench cell"
+            )
+        shutil.copy2(os.path.join(src, "cell.json"), os.path.join(out, "cell.json"))
+        base = os.path.join(src, "base", "phase.json")
+        if os.path.exists(base):
+            shutil.copy2(base, os.path.join(out, "base_phase.json"))
+        preds = final_predictions(src)
+        if preds is None:
+            raise FileNotFoundError(f"{src}: no predictions.jsonl of a final evaluation")
+        ids, scores = read_predictions(preds)
+        if os.path.exists(ids_path):
+            with open(ids_path) as f:
+                known = json.load(f)["ids"]
+            if known != ids:
+                raise ValueError(
+                    f"{preds}: its test samples differ from {ids_path}'s; every cell of a "
+                    "comparison must be evaluated on the same samples"
+                )
+        else:
+            _write(ids_path, {"ids": ids})
+        _write(os.path.join(out, "final_scores.json"), {"scores": scores})
+        done.append(rel)
+    return done

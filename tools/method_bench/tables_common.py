@@ -1,0 +1,97 @@
+"""Reading a collected comparison (collect.py) and formatting intervals for the README tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from jaxlvlm.eval.intervals import Interval
+
+
+def _read(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+class Cells:
+    """The collected cells of one comparison: <root>/<comparison>/<cell>/seed<k>/."""
+
+    def __init__(self, root: str, comparison: str):
+        self.dir = os.path.join(root, comparison)
+        if not os.path.isdir(self.dir):
+            raise FileNotFoundError(f"{self.dir}: no collected cells of {comparison!r}")
+        self._ids = _read(os.path.join(self.dir, "test_ids.json"))["ids"]
+
+    def seeds(self, approach: str) -> list[int]:
+        d = os.path.join(self.dir, approach)
+        if not os.path.isdir(d):
+            return []
+        found = [re.fullmatch(r"seed(\d+)", n) for n in os.listdir(d)]
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def present(self, approaches: Iterable[str]) -> list[str]:
+        return [a for a in approaches if self.seeds(a)]
+
+    def _files(self, approach: str, name: str) -> list[dict]:
+        return [
+            _read(os.path.join(self.dir, approach, f"seed{k}", name)) for k in self.seeds(approach)
+        ]
+
+    def summaries(self, approach: str) -> list[dict]:
+        return self._files(approach, "summary.json")
+
+    def records(self, approach: str) -> list[dict]:
+        return self._files(approach, "cell.json")
+
+    def base_records(self, approach: str) -> list[tuple[int, dict]]:
+        out = []
+        for k in self.seeds(approach):
+            path = os.path.join(self.dir, approach, f"seed{k}", "base_phase.json")
+            if os.path.exists(path):
+                out.append((k, _read(path)))
+        return out
+
+    def final_scores(self, approach: str, seed: int) -> np.ndarray:
+        """[N] per-sample scores of the final evaluation, in test_ids.json's order."""
+        scores = _read(os.path.join(self.dir, approach, f"seed{seed}", "final_scores.json"))[
+            "scores"
+        ]
+        if len(scores) != len(self._ids):
+            raise ValueError(
+                f"{approach} seed {seed}: {len(scores)} scores for {len(self._ids)} ids"
+            )
+        return np.asarray(scores, np.float64)
+
+    def tasks(self) -> list[str]:
+        for a in sorted(os.listdir(self.dir)):
+            if self.seeds(a):
+                return list(self.summaries(a)[0]["tasks"])
+        raise FileNotFoundError(f"{self.dir}: no cell has a summary")
+
+
+def pooled_scores(cells: Cells, approach: str, seeds: Sequence[int]) -> np.ndarray:
+    """The per-sample final scores of ``seeds`` concatenated in seed order ([len(seeds) * N])."""
+    return np.concatenate([cells.final_scores(approach, k) for k in seeds])
+
+
+def fmt_interval(iv: Interval, digits: int = 1) -> str:
+    """'12.3 ± 4.5' (mean ± half width); '12.3 [10.0, 14.6]' when the interval is not symmetric."""
+    m, lo, hi = iv.mean, iv.low, iv.high
+    if abs((hi - m) - (m - lo)) <= 10 ** (-digits - 1):
+        return f"{m:.{digits}f} ± {iv.half_width:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def fmt_range(values: Sequence[float], fmt: str) -> str:
+    """'median [min-max]' of values in ``fmt`` (one value: just it; none: '-')."""
+    if not len(values):
+        return "-"
+    v = np.asarray(values, np.float64)
+    med = fmt.format(float(np.median(v)))
+    if len(v) == 1 or v.min() == v.max():
+        return med
+    return f"{med} [{fmt.format(float(v.min()))}-{fmt.format(float(v.max()))}]"

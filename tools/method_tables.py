@@ -1,0 +1,61 @@
+"""The README's method tables from the committed benchmark summaries (docs/benchmark.md).
+
+    python tools/method_tables.py docs/method_runs/bench [--collect_from runs/bench] [--check]
+
+--collect_from copies the finished cells of a benchmark's run directory into the committed tree
+first (tools/method_bench/collect.py). Without --check the README's generated blocks are
+rewritten; with --check nothing is written and the exit status says whether the README holds
+exactly what the summaries give (a test runs this on the committed tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as a script: make `tools` importable
+
+from tools.method_bench import lifelong_tables  # noqa: E402
+from tools.method_bench.collect import collect  # noqa: E402
+from tools.method_bench.readme_blocks import replace_block  # noqa: E402
+from tools.method_bench.tables_common import Cells  # noqa: E402
+
+RENDERERS = {"lifelong": lifelong_tables.render}
+
+
+def render_readme(root: str, text: str) -> str:
+    """``text`` with every comparison present under ``root`` rendered into its block."""
+    for name, render in RENDERERS.items():
+        if os.path.isdir(os.path.join(root, name)):
+            text = replace_block(text, name, render(Cells(root, name)))
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("root", help="the committed tree of collected cells (docs/method_runs/bench)")
+    p.add_argument("--collect_from", default="", help="a benchmark's run directory to copy first")
+    p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    p.add_argument("--check", action="store_true", help="only compare; exit 1 if out of date")
+    a = p.parse_args(argv)
+    if a.collect_from:
+        for name in RENDERERS:
+            for cell in collect(a.collect_from, a.root, name):
+                print(f"collected {name}/{cell}")
+    with open(a.readme) as f:
+        old = f.read()
+    new = render_readme(a.root, old)
+    if a.check:
+        if new != old:
+            print(f"{a.readme} is out of date: run python tools/method_tables.py {a.root}")
+            return 1
+        return 0
+    with open(a.readme, "w") as f:
+        f.write(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
