@@ -15,6 +15,7 @@ FIGURES = {
     "federated_round": "tools.bench.federated_round",
     "prompt_pool": "tools.bench.prompt_pool",
     "device_check": "tools.bench.device_check",
+    "xla_cpu_flags": "tools.bench.xla_cpu_flags",
 }
 
 

@@ -72,6 +72,7 @@ def time_fn(fn: Callable[[], Any], warmup: int = 2, iters: int = 5) -> dict[str,
         "min_s": min(times),
         "mean_s": statistics.fmean(times),
         "iters": iters,
+        "times": times,
     }
 
 

@@ -22,6 +22,15 @@ def measure_matmul_peak(n: int = 2048, dtype: str = "float32", iters: int = 10) 
     return 2 * n**3 / t["min_s"]
 
 
+def measure_torch_matmul_peak(n: int = 2048, iters: int = 10) -> float:
+    """FLOP/s of PyTorch's float32 n x n matmul on this machine (its own BLAS, its own threads)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = time_fn(lambda: torch.mm(a, b), warmup=3, iters=iters)
+    return 2 * n**3 / t["min_s"]
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=2048)

@@ -25,6 +25,7 @@ import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, time_fn, write_json
 from tools.bench.hf_reference import build_torch_llava, make_inputs, save_torch_llava
+from tools.bench.quiet import OthersMonitor, spread, theoretical_fp32_peak, validity
 
 LR = 1e-4
 MAX_GRAD_NORM = 1.0
@@ -177,16 +178,25 @@ def bench_config(
                 d, batch, {"compute_dtype": "bfloat16"}
             )
     torch_run, torch_loss0 = torch_train_step(torch_model, inputs)
-    # Interleave the sides so machine noise hits all alike.
+    # Interleave the sides so machine noise hits all alike; watch what else uses the CPU meanwhile.
     jt, tt, ct, bt = [], [], [], []
-    for _ in range(2):
-        jt.append(time_fn(jax_run, warmup=1, iters=max(1, iters // 2))["median_s"])
-        tt.append(time_fn(torch_run, warmup=1, iters=max(1, iters // 2))["median_s"])
-        if chunk_run is not None:
-            ct.append(time_fn(chunk_run, warmup=1, iters=max(1, iters // 2))["median_s"])
-        if bf16_run is not None:
-            bt.append(time_fn(bf16_run, warmup=1, iters=max(1, iters // 2))["median_s"])
-    jax_s, torch_s = float(np.median(jt)), float(np.median(tt))
+    every = {"jax": [], "torch": []}
+    with OthersMonitor() as monitor:
+        for _ in range(2):
+            j = time_fn(jax_run, warmup=1, iters=max(1, iters // 2))
+            t = time_fn(torch_run, warmup=1, iters=max(1, iters // 2))
+            jt.append(j["median_s"])
+            tt.append(t["median_s"])
+            every["jax"] += j["times"]
+            every["torch"] += t["times"]
+            if chunk_run is not None:
+                ct.append(time_fn(chunk_run, warmup=1, iters=max(1, iters // 2))["median_s"])
+            if bf16_run is not None:
+                bt.append(time_fn(bf16_run, warmup=1, iters=max(1, iters // 2))["median_s"])
+    quiet = monitor.result()
+    spreads = {side: spread(ts) for side, ts in every.items()}
+    why = validity(quiet, spreads)
+    jax_s, torch_s = float(np.median(every["jax"])), float(np.median(every["torch"]))
     flops = train_step_flops(lvlm_cfg, batch["input_ids"].shape[0], batch["input_ids"].shape[1], 1)
     extra = {}
     if chunk_run is not None:
@@ -232,6 +242,13 @@ def bench_config(
         "first_loss_jax": jax_loss0,
         "first_loss_torch": torch_loss0,
         "jax_peak_mem_MiB": jax_mem / 2**20,
+        "jax_times_s": every["jax"],
+        "torch_times_s": every["torch"],
+        "jax_spread": spreads["jax"],
+        "torch_spread": spreads["torch"],
+        "machine": quiet,
+        "valid": not why,
+        "invalid_because": why,
         **extra,
     }
 
@@ -246,19 +263,33 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     import torch
 
-    from tools.bench.matmul_peak import measure_matmul_peak
+    from tools.bench.matmul_peak import measure_matmul_peak, measure_torch_matmul_peak
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    peak = measure_matmul_peak(2048, "float32")
+    # The MFU denominator: the faster of the two frameworks' own 2048^3 fp32 matmuls, measured now.
+    peaks = {
+        "jax": measure_matmul_peak(2048, "float32"),
+        "torch": measure_torch_matmul_peak(2048),
+    }
+    peak = max(peaks.values())
+    theory = theoretical_fp32_peak()
     rows = [
         bench_config(n, args.iters, peak, args.loss_chunk, args.bf16)
         for n in args.configs.split(",")
     ]
-    print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"fp32 matmul 2048: JAX {peaks['jax'] / 1e9:.1f}, PyTorch {peaks['torch'] / 1e9:.1f} "
+        f"GFLOP/s (MFU against {peak / 1e9:.1f}); nominal peak {theory.get('flops', 0) / 1e9:.1f} "
+        f"GFLOP/s ({theory.get('basis', 'unknown')})"
+    )
+    for r in rows:
+        if not r["valid"]:
+            print(f"INVALID {r['config']}: " + "; ".join(r["invalid_because"]))
     print_table(
         rows,
         [
             "config",
+            "valid",
             "params_M",
             "batch",
             "seq",
@@ -267,6 +298,8 @@ def main(argv=None) -> dict:
             "speedup",
             "jax_mfu",
             "torch_mfu",
+            "jax_spread",
+            "torch_spread",
             "jax_compile_s",
             "first_loss_jax",
             "first_loss_torch",
@@ -296,7 +329,13 @@ def main(argv=None) -> dict:
             else []
         ),
     )
-    payload = {"peak_fp32_flops": peak, "rows": rows, "argv": argv}
+    payload = {
+        "peak_fp32_flops": peak,
+        "matmul_2048_flops": peaks,
+        "nominal_fp32_peak": theory,
+        "rows": rows,
+        "argv": argv,
+    }
     write_json(args.out, payload)
     return payload
 

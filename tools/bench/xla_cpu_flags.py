@@ -1,0 +1,130 @@
+"""Which XLA CPU flags make jaxlvlm's train step faster, and do they change its results?
+
+python -m tools.bench xla_cpu_flags --config small [--rounds 3] [--iters 6]
+    [--flags "default;--xla_cpu_use_onednn=true;..."] [--out bench_results/xla_cpu_flags.json]
+
+XLA reads XLA_FLAGS once per process, so every flag set runs in a fresh process on the same saved
+model and batch (tools/bench/hf_reference.py). Rounds interleave the flag sets (round 1: every
+set, then round 2: every set, ...), so machine noise hits each alike; each set reports the median
+of its rounds' median step times with the range, its speed relative to the default flags, and the
+largest difference of its first three losses from the default's (results must not change beyond
+float tolerance). Load averages before and after are recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from tools.bench.common import BENCH_CONFIGS, print_table, write_json
+
+DEFAULT_FLAG_SETS = (
+    "default",
+    "--xla_cpu_use_onednn=true",
+    "--xla_cpu_use_xnnpack=true",
+    "--xla_cpu_use_thunk_runtime=false",
+    "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+    "--xla_cpu_multi_thread_eigen=false",
+    "--xla_cpu_use_fusion_emitters=false",
+)
+
+
+def worker(model_dir: str, batch_path: str, iters: int) -> dict:
+    """In a fresh process: the jitted step's per-iteration seconds and its first three losses."""
+    import time
+
+    import jax
+
+    from tools.bench.train_step import jax_train_step
+
+    batch = dict(np.load(batch_path))
+    run, _, compile_s, first, _ = jax_train_step(model_dir, batch)
+    losses = [first] + [float(run()) for _ in range(2)]
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {"times": times, "losses": losses, "compile_s": compile_s, "jax": jax.__version__}
+
+
+def _run_set(flags: str, model_dir: str, batch_path: str, iters: int) -> dict:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = "" if flags == "default" else flags
+    cmd = [sys.executable, "-m", "tools.bench.xla_cpu_flags", "--worker", model_dir, batch_path,
+           "--iters", str(iters)]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", default="small", choices=sorted(BENCH_CONFIGS))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--iters", type=int, default=6)
+    p.add_argument("--flags", default=";".join(DEFAULT_FLAG_SETS), help="';'-separated sets")
+    p.add_argument("--out", default="bench_results/xla_cpu_flags.json")
+    p.add_argument("--worker", nargs=2, metavar=("MODEL_DIR", "BATCH"))
+    a = p.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(*a.worker, a.iters)))
+        return {}
+    from tools.bench.hf_reference import build_torch_llava, make_inputs, save_torch_llava
+    from tools.bench.train_step import jax_batch
+
+    sets = [s.strip() for s in a.flags.split(";") if s.strip()]
+    load_before = os.getloadavg()
+    results: dict[str, list[dict]] = {s: [] for s in sets}
+    with tempfile.TemporaryDirectory() as d:
+        cfg = BENCH_CONFIGS[a.config]
+        save_torch_llava(build_torch_llava(cfg), d)
+        batch_path = os.path.join(d, "batch.npz")
+        np.savez(batch_path, **jax_batch(make_inputs(cfg)))
+        for _ in range(a.rounds):
+            for s in sets:
+                results[s].append(_run_set(s, d, batch_path, a.iters))
+    rows = _rows(results, cfg)
+    print_table(rows, ["flags", "step_s", "range_s", "vs_default", "tok_s", "max_loss_diff",
+                       "compile_s", "error"])  # fmt: skip
+    payload = {"config": a.config, "rounds": a.rounds, "iters": a.iters, "rows": rows,
+               "raw": results, "load_before": load_before, "load_after": os.getloadavg(),
+               "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
+    write_json(a.out, payload)
+    return payload
+
+
+def _rows(results: dict[str, list[dict]], cfg: dict) -> list[dict]:
+    tokens = cfg["batch"] * cfg["seq"]
+    ok = {s: [r for r in rs if "times" in r] for s, rs in results.items()}
+    base = ok.get("default") or next(iter(ok.values()))
+    base_s = float(np.median([np.median(r["times"]) for r in base])) if base else float("nan")
+    base_loss = np.asarray(base[0]["losses"]) if base else None
+    rows = []
+    for s, rs in ok.items():
+        if not rs:
+            rows.append({"flags": s, "error": results[s][0].get("error", "failed")})
+            continue
+        meds = [float(np.median(r["times"])) for r in rs]
+        step = float(np.median(meds))
+        rows.append({
+            "flags": s,
+            "step_s": step,
+            "range_s": f"{min(meds):.3f}-{max(meds):.3f}",
+            "vs_default": base_s / step,
+            "tok_s": tokens / step,
+            "max_loss_diff": float(np.max(np.abs(np.asarray(rs[0]["losses"]) - base_loss))),
+            "compile_s": float(np.median([r["compile_s"] for r in rs])),
+        })  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    main()
