@@ -26,7 +26,9 @@ def test_validity_names_each_reason():
         "the hypervisor stole 10% of the CPU",
         "torch's step times spread 90% (max - min over median)",
     ]
-    assert validity({"others_share": float("nan"), "steal_share": 0.0}, {}) != []  # unknown: invalid
+    assert (
+        validity({"others_share": float("nan"), "steal_share": 0.0}, {}) != []
+    )  # unknown: invalid
 
 
 def test_spread_and_nominal_peak():

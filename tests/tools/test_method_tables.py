@@ -9,7 +9,7 @@ import pytest
 from tools import method_tables
 from tools.method_bench.collect import collect
 from tools.method_bench.lifelong_tables import render
-from tools.method_bench.readme_blocks import BEGIN, END
+from tools.method_bench.readme_blocks import markers
 from tools.method_bench.tables_common import Cells
 
 TASKS = ["digits", "counting_noisy", "counting_rare"]
@@ -96,12 +96,22 @@ def test_render_gives_verdicts_from_the_numbers(tmp_path):
 def test_readme_check_fails_when_stale_and_passes_after_rendering(tmp_path):
     runs, dest = _tree(tmp_path)
     readme = tmp_path / "README.md"
-    readme.write_text(
-        f"# x\n\n{BEGIN.format(name='lifelong')}\nold\n{END.format(name='lifelong')}\n"
-    )
+    begin, end = markers("lifelong")
+    readme.write_text(f"# x\n\n{begin}\nold\n{end}\n")
     assert (
         method_tables.main([dest, "--collect_from", runs, "--readme", str(readme), "--check"]) == 1
     )
     assert method_tables.main([dest, "--readme", str(readme)]) == 0
     assert method_tables.main([dest, "--readme", str(readme), "--check"]) == 0
     assert "old" not in readme.read_text() and "Claim 1" in readme.read_text()
+
+
+def test_one_seed_renders_values_without_intervals_or_claims(tmp_path):
+    runs, dest = str(tmp_path / "runs"), str(tmp_path / "committed")
+    ones = np.ones(len(IDS))
+    _run_cell(runs, "random", 0, 30.0, ones)
+    _run_cell(runs, "adapt_inf", 0, 40.0, ones)
+    collect(runs, dest, "lifelong")
+    text = "\n".join(render(Cells(dest, "lifelong")))
+    assert "| adapt_inf | 1 | 40.0 (1 seed) |" in text
+    assert "Claim 1" not in text  # a claim needs at least two seeds of both approaches

@@ -16,6 +16,7 @@ FIGURES = {
     "prompt_pool": "tools.bench.prompt_pool",
     "device_check": "tools.bench.device_check",
     "xla_cpu_flags": "tools.bench.xla_cpu_flags",
+    "train_step_table": "tools.bench.train_step_table",
 }
 
 

@@ -11,7 +11,13 @@ import numpy as np
 
 from jaxlvlm.eval import plots
 from jaxlvlm.eval.intervals import paired_bootstrap, seed_interval, verdict
-from tools.method_bench.tables_common import Cells, fmt_interval, fmt_range, pooled_scores
+from tools.method_bench.tables_common import (
+    Cells,
+    fmt_interval,
+    fmt_range,
+    fmt_seeds,
+    pooled_scores,
+)
 
 APPROACHES = ("adapt_inf", "scorer", "random", "all", "joint")
 RARE = "counting_rare"
@@ -41,8 +47,7 @@ def main_table(cells: Cells) -> list[str]:
         seeds = cells.seeds(a)
         row = [a, len(seeds)]
         for key in ("ACC", "F", "RG"):
-            vals = _metric(cells, a, key)
-            row.append(fmt_interval(seed_interval(vals)) if not np.isnan(vals).any() else "-")
+            row.append(fmt_seeds(_metric(cells, a, key)))
         row.append(fmt_range([_train_steps(s) for s in cells.summaries(a)], "{:.0f}"))
         row.append(fmt_range([c["wall_s"] for c in cells.records(a)], "{:.0f}"))
         row.append(
@@ -61,7 +66,7 @@ def final_row_table(cells: Cells) -> list[str]:
     rows = []
     for a in cells.present(APPROACHES):
         finals = np.asarray([_final_row(s) for s in cells.summaries(a)])
-        rows.append([a, *[fmt_interval(seed_interval(finals[:, i])) for i in range(len(tasks))]])
+        rows.append([a, *[fmt_seeds(finals[:, i]) for i in range(len(tasks))]])
     return plots.markdown_table(["approach", *tasks], rows)
 
 

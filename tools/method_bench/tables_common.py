@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jaxlvlm.eval.intervals import Interval
+from jaxlvlm.eval.intervals import Interval, seed_interval
 
 
 def _read(path: str) -> dict:
@@ -84,6 +84,16 @@ def fmt_interval(iv: Interval, digits: int = 1) -> str:
     if abs((hi - m) - (m - lo)) <= 10 ** (-digits - 1):
         return f"{m:.{digits}f} ± {iv.half_width:.{digits}f}"
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def fmt_seeds(values: Sequence[float], digits: int = 1) -> str:
+    """A metric over seeds: 'mean ± half width' (95% t) from two seeds on; one seed: 'x (1 seed)'."""
+    v = [float(x) for x in values]
+    if any(np.isnan(v)) or not v:
+        return "-"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f} (1 seed)"
+    return fmt_interval(seed_interval(v), digits)
 
 
 def fmt_range(values: Sequence[float], fmt: str) -> str:

@@ -1,0 +1,106 @@
+"""BENCHMARKS.md's train-step table from repeated runs of tools.bench train_step (section 1).
+
+python -m tools.bench train_step_table bench_results/train_step_quiet/run*.json [--write]
+
+Only runs the tool marked valid count (quiet machine, small spread: tools/bench/quiet.py); each
+figure is the median over them with the range; invalid runs are listed with their reasons. With
+--write the block between the train-step markers of BENCHMARKS.md is replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+from tools.method_bench.readme_blocks import replace_block
+
+TOOL = "python -m tools.bench train_step_table"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _range(values, fmt: str) -> str:
+    v = np.asarray(values, np.float64)
+    med = fmt.format(float(np.median(v)))
+    return med if len(v) == 1 else f"{med} [{fmt.format(v.min())}-{fmt.format(v.max())}]"
+
+
+def table(paths: list[str]) -> list[str]:
+    runs = []
+    for p in sorted(paths):
+        with open(p) as f:
+            runs.append((os.path.basename(p), json.load(f)))
+    configs = list(dict.fromkeys(r["config"] for _, run in runs for r in run["rows"]))
+    lines = [
+        "| config | valid runs | jaxlvlm tok/s | PyTorch tok/s | ratio (PyTorch time / jaxlvlm time) "
+        "| jaxlvlm MFU | PyTorch MFU | others' CPU share |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    invalid = []
+    for c in configs:
+        rows = [(name, r) for name, run in runs for r in run["rows"] if r["config"] == c]
+        ok = [r for _, r in rows if r.get("valid")]
+        invalid += [f"- {name} {c}: " + "; ".join(r.get("invalid_because") or ["no validity record"])
+                    for name, r in rows if not r.get("valid")]  # fmt: skip
+        if not ok:
+            lines.append(f"| {c} | 0 of {len(rows)} | - | - | - | - | - | - |")
+            continue
+        lines.append(
+            f"| {c} | {len(ok)} of {len(rows)} | {_range([r['jax_tok_s'] for r in ok], '{:,.0f}')} "
+            f"| {_range([r['torch_tok_s'] for r in ok], '{:,.0f}')} "
+            f"| {_range([r['speedup'] for r in ok], '{:.2f}x')} "
+            f"| {_range([100 * r['jax_mfu'] for r in ok], '{:.0f}%')} "
+            f"| {_range([100 * r['torch_mfu'] for r in ok], '{:.0f}%')} "
+            f"| {_range([100 * r['machine']['others_share'] for r in ok], '{:.1f}%')} |"
+        )
+    peaks = [run.get("matmul_2048_flops", {}) for _, run in runs]
+    lines += [
+        "",
+        "fp32 matmul 2048 (GFLOP/s, median [min-max] over the runs): JAX "
+        + _range([p["jax"] / 1e9 for p in peaks if "jax" in p], "{:.0f}")
+        + ", PyTorch "
+        + _range([p["torch"] / 1e9 for p in peaks if "torch" in p], "{:.0f}")
+        + "; MFU is against the faster of the two in each run. Nominal peak: "
+        + next(
+            (
+                f"{run['nominal_fp32_peak']['flops'] / 1e9:.0f} GFLOP/s "
+                f"({run['nominal_fp32_peak']['basis']})"
+                for _, run in runs
+                if run.get("nominal_fp32_peak")
+            ),
+            "unknown",
+        )  # fmt: skip
+        + ".",
+    ]
+    if invalid:
+        lines += ["", "Runs marked invalid by the tool (not in the figures above):", "", *invalid]
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--write", action="store_true", help="replace the block in BENCHMARKS.md")
+    p.add_argument("--block", default="train-step-quiet")
+    p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    a = p.parse_args(argv)
+    paths = [x for pat in a.paths for x in sorted(glob.glob(pat))]
+    if not paths:
+        print(f"no files match {a.paths}")
+        return 2
+    lines = table(paths)
+    print("\n".join(lines))
+    if a.write:
+        with open(a.file) as f:
+            text = f.read()
+        with open(a.file, "w") as f:
+            f.write(replace_block(text, a.block, lines, tool=TOOL))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
