@@ -26,12 +26,10 @@ from tools.bench.common import BENCH_CONFIGS, print_table, write_json
 
 DEFAULT_FLAG_SETS = (
     "default",
-    "--xla_cpu_use_onednn=true",
+    "--xla_cpu_use_onednn=true",  # oneDNN matmuls (the library PyTorch uses on x86)
+    "--xla_cpu_experimental_onednn_fusion_type=dot",
     "--xla_cpu_use_xnnpack=true",
-    "--xla_cpu_use_thunk_runtime=false",
-    "--xla_cpu_enable_concurrency_optimized_scheduler=true",
-    "--xla_cpu_multi_thread_eigen=false",
-    "--xla_cpu_use_fusion_emitters=false",
+    "--xla_cpu_experimental_xnn_fusion_type=dot",
 )
 
 
