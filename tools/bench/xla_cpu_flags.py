@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, write_json
+from tools.bench.quiet import OthersMonitor
 
 DEFAULT_FLAG_SETS = (
     "default",
@@ -49,7 +50,11 @@ def worker(model_dir: str, batch_path: str, iters: int) -> dict:
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return {"times": times, "losses": losses, "compile_s": compile_s, "jax": jax.__version__}
+    from tools.bench.matmul_peak import measure_matmul_peak
+
+    matmul = measure_matmul_peak(2048, "float32")  # under the same flags: is it the GEMM?
+    return {"times": times, "losses": losses, "compile_s": compile_s, "matmul_2048_flops": matmul,
+            "jax": jax.__version__}  # fmt: skip
 
 
 def _run_set(flags: str, model_dir: str, batch_path: str, iters: int) -> dict:
@@ -79,7 +84,7 @@ def main(argv=None) -> dict:
     from tools.bench.train_step import jax_batch
 
     sets = [s.strip() for s in a.flags.split(";") if s.strip()]
-    load_before = os.getloadavg()
+    monitor = OthersMonitor().__enter__()
     results: dict[str, list[dict]] = {s: [] for s in sets}
     with tempfile.TemporaryDirectory() as d:
         cfg = BENCH_CONFIGS[a.config]
@@ -89,11 +94,12 @@ def main(argv=None) -> dict:
         for _ in range(a.rounds):
             for s in sets:
                 results[s].append(_run_set(s, d, batch_path, a.iters))
+    monitor.__exit__()
     rows = _rows(results, cfg)
     print_table(rows, ["flags", "step_s", "range_s", "vs_default", "tok_s", "max_loss_diff",
-                       "compile_s", "error"])  # fmt: skip
+                       "matmul_gflops", "compile_s", "error"])  # fmt: skip
     payload = {"config": a.config, "rounds": a.rounds, "iters": a.iters, "rows": rows,
-               "raw": results, "load_before": load_before, "load_after": os.getloadavg(),
+               "raw": results, "machine": monitor.result(),
                "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
     write_json(a.out, payload)
     return payload
@@ -120,6 +126,7 @@ def _rows(results: dict[str, list[dict]], cfg: dict) -> list[dict]:
             "tok_s": tokens / step,
             "max_loss_diff": float(np.max(np.abs(np.asarray(rs[0]["losses"]) - base_loss))),
             "compile_s": float(np.median([r["compile_s"] for r in rs])),
+            "matmul_gflops": float(np.median([r["matmul_2048_flops"] for r in rs])) / 1e9,
         })  # fmt: skip
     return rows
 
