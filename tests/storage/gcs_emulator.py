@@ -6,7 +6,9 @@ gcsfs: STORAGE_EMULATOR_HOST, an anonymous token and a project (fsspec reads FSS
 it is imported, so the running process's fsspec config is updated too), and
 GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false: gcsfs otherwise asks the gRPC Storage Control API for the
 bucket type, which the emulator does not serve (each first access then waits 60 s for a timeout).
-TensorStore: TENSORSTORE_GCS_HTTP_URL (it finds no credentials and goes on without them).
+TensorStore: TENSORSTORE_GCS_HTTP_URL (it finds no credentials and goes on without them); the
+emulator runs through emulator_server.py, which adds the generation header TensorStore's updates
+need (see there).
 """
 
 from __future__ import annotations
@@ -67,8 +69,7 @@ def running_emulator(timeout_s: float = 30.0) -> Iterator[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            "import sys; from gcp_storage_emulator.__main__ import main; sys.exit(main())",
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "emulator_server.py"),
             "start",
             "--host=127.0.0.1",
             f"--port={port}",

@@ -13,6 +13,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from etils.epath import backend as epath_backend
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,7 +39,14 @@ def _main(env: dict, workdir: str, *extra: str, check: bool = True):
     return _run(env, "-m", "jaxlvlm.main", f"--workdir={workdir}", *BASE, *extra, check=check)
 
 
+def _fresh_listings() -> None:
+    """Drops this process's cached gs:// directory listings (gcsfs keeps them; the subprocesses
+    changed the bucket since)."""
+    epath_backend.fsspec_backend.fs("gs://any").invalidate_cache()
+
+
 def _steps(ckpt_dir: str) -> list[int]:
+    _fresh_listings()
     return sorted(int(p.name) for p in run_path(ckpt_dir).iterdir() if p.name.isdigit())
 
 
@@ -72,6 +80,7 @@ def test_a_gcs_run_resumes_exactly_and_its_outputs_feed_the_tools(gcs_emulator, 
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert _steps(f"{wd}/checkpoints") == [3]
     _main(env, wd)
+    _fresh_listings()
     assert not os.path.exists(os.path.join(ROOT, "gs:"))  # nothing went to a local 'gs:' dir
 
     s1, st1, data1, _ = _restore(local)
@@ -95,6 +104,7 @@ def test_a_gcs_run_resumes_exactly_and_its_outputs_feed_the_tools(gcs_emulator, 
 
     # The tools on gs://: export the run, convert the export, import LLaVA data, train from both.
     _run(env, "tools/export_hf.py", "--workdir", wd, "--out", f"{bucket}/hf")
+    _fresh_listings()
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(
         files_under(f"{bucket}/hf")
     )
@@ -102,6 +112,7 @@ def test_a_gcs_run_resumes_exactly_and_its_outputs_feed_the_tools(gcs_emulator, 
     jsonl, images = _llava_jsonl(tmp_path / "raw")
     _run(env, "tools/import_llava_data.py", f"--split=train={jsonl}", "--image_root", images,
          "--data_dir", f"{bucket}/data", "--name", "colours")  # fmt: skip
+    _fresh_listings()
     report = read_json(f"{bucket}/data/jaxlvlm_records/colours/1.0.0/import_report.json")
     assert report["bad_samples"]["train"]["skipped_total"] == 0
     wd2 = f"{bucket}/stage2"
@@ -114,6 +125,6 @@ def test_a_gcs_run_resumes_exactly_and_its_outputs_feed_the_tools(gcs_emulator, 
         "--config=configs/llava15.py:stage=2,test=true,steps=2,bf16=false,"
         f"init={bucket}/ckpt,data={bucket}/data/colours",
     )
-    assert _steps(f"{wd2}/checkpoints") == [2]
+    assert _steps(f"{wd2}/checkpoints") == [2]  # (listings refreshed)
     assert read_json(f"{wd2}/phase.json")["steps"] == 2
     assert os.listdir(cache)
