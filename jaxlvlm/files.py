@@ -204,8 +204,9 @@ def cached_copy(path: PathLike) -> str:
     ($JAXLVLM_CACHE_DIR, else ~/.cache/jaxlvlm) and reused while complete; a local path is returned
     as it is. For readers that need local random access to large files (array_record datasets).
 
-    A marker file written after the last download tells a complete copy from one a killed process
-    left; an incomplete copy is downloaded again.
+    The copy is made under a name of this process's own and renamed into place with a marker file
+    in it, so processes sharing a cache (the hosts' processes on one machine) never read a half
+    copy; a copy without the marker (an older interrupted one) is replaced.
     """
     p = run_path(path)
     if not is_remote(p):
@@ -213,11 +214,19 @@ def cached_copy(path: PathLike) -> str:
     root = epath.Path(os.environ.get(CACHE_ENV) or epath.Path("~/.cache/jaxlvlm").expanduser())
     digest = hashlib.sha256(os.fspath(p).encode()).hexdigest()[:16]
     local = root / "remote" / f"{digest}-{safe_name(p.name)}"
-    if not (local / _COMPLETE).exists():
-        if local.exists():
-            local.rmtree()
-        copy_tree(p, local)
-        (local / _COMPLETE).write_text(os.fspath(p))
+    if (local / _COMPLETE).exists():
+        return os.fspath(local)
+    partial = local.parent / f"{local.name}.partial-{os.getpid()}"
+    if partial.exists():
+        partial.rmtree()
+    copy_tree(p, partial)
+    (partial / _COMPLETE).write_text(os.fspath(p))
+    if local.exists() and not (local / _COMPLETE).exists():
+        local.rmtree(missing_ok=True)
+    try:
+        os.rename(partial, local)
+    except OSError:  # another process put its complete copy in place first: use that one
+        partial.rmtree(missing_ok=True)
     return os.fspath(local)
 
 
