@@ -16,7 +16,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxlvlm.errors import ConfigError
-from jaxlvlm.files import StorageError
+from jaxlvlm.files import StorageError, makedirs
 from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import available_runners, get_runner, runner_settings
 from jaxlvlm.train.checkpoint import CheckpointRestoreError, CheckpointSaveError
@@ -60,7 +60,7 @@ def run(config, workdir: str) -> dict:
     if settings is not None:
         settings_from(settings, config.method)  # refuse bad method keys before anything trains
     maybe_initialize(config.distributed)
-    os.makedirs(workdir, exist_ok=True)
+    makedirs(workdir)  # a local directory or a URL (gs://bucket/run: directories are implicit)
     return get_runner(config.mode)(config, workdir)
 
 

@@ -33,10 +33,11 @@ from jaxlvlm.convert.assemble import (  # noqa: E402
     round_vocab,
 )
 from jaxlvlm.convert.hf_processor import write_processor_files  # noqa: E402
+from jaxlvlm.files import local_output_dir, run_path  # noqa: E402
 
 
 def _load_tower(path: str, scan: bool, what: str):
-    if os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)):
+    if (run_path(path) / MODEL_CONFIG_FILE).is_file():
         cfg, params = load_converted(path)
         if ("layers" in (params.get("llm", params))) != scan:
             raise ConversionError(
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     save_converted(args.out, cfg, params)
-    write_processor_files(args.out, cfg, tokenizer, IMAGE_TOKEN)
+    with local_output_dir(args.out) as local:  # transformers writes local files; copied if gs://
+        write_processor_files(local, cfg, tokenizer, IMAGE_TOKEN)
     grown = f"{text[0].vocab_size} -> {cfg.text.vocab_size}"
     print(
         f"wrote {args.out}: {cfg.vision.style} tower + fresh {cfg.connector} + {cfg.text.arch} LM; "

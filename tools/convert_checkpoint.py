@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxlvlm.convert import ConversionError, load_pretrained, save_converted  # noqa: E402
+from jaxlvlm.files import run_path  # noqa: E402
 
 # Files of a Hugging Face directory that are not weights: tokenizer, chat template, processors.
 _SIDE_FILES = (
@@ -45,12 +44,14 @@ _SIDE_FILES = (
 
 
 def copy_side_files(src: str, out: str) -> list[str]:
-    """Copies the tokenizer/processor files of HF directory ``src`` into ``out``; returns their names."""
-    if not os.path.isdir(src):
+    """Copies the tokenizer/processor files of HF directory ``src`` into ``out`` (either may be a
+    gs:// URL); returns their names."""
+    src_p, out_p = run_path(src), run_path(out)
+    if not src_p.is_dir():
         return []
-    names = [n for n in _SIDE_FILES if os.path.isfile(os.path.join(src, n))]
+    names = [n for n in _SIDE_FILES if (src_p / n).is_file()]
     for name in names:
-        shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+        (src_p / name).copy(out_p / name, overwrite=True)
     return names
 
 
@@ -58,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--src", required=True, help="HF model directory or .gguf file")
-    parser.add_argument("--out", required=True, help="output directory (created)")
+    parser.add_argument(
+        "--src", required=True, help="HF model directory or .gguf file (local or gs://...)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output directory (created; local or gs://bucket/...)"
+    )
     parser.add_argument(
         "--scan_layers", action="store_true", help="stack layers on a leading axis (nn.scan layout)"
     )

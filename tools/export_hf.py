@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workdir", required=True, help="the run's --workdir")
-    parser.add_argument("--out", required=True, help="output directory (created)")
+    parser.add_argument("--workdir", required=True, help="the run's --workdir (local or gs://...)")
+    parser.add_argument(
+        "--out", required=True, help="output directory (created; local or gs://bucket/...)"
+    )
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     parser.add_argument(
         "--no_merge", action="store_true", help="write LoRA as a PEFT adapter instead of merging"

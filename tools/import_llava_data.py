@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jaxlvlm.data.bad_samples import BadSamplePolicy  # noqa: E402
 from jaxlvlm.data.llava_json import iter_llava_records  # noqa: E402
 from jaxlvlm.data.tfds_builder import write_builtin_suite, write_tfds_dataset  # noqa: E402
+from jaxlvlm.files import write_json_atomic  # noqa: E402
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--data_dir", required=True, help="local directory or gs://bucket/...")
     parser.add_argument("--name", help="dataset name (LLaVA import)")
     parser.add_argument(
         "--split", action="append", default=[], help="SPLIT=path.json[l], repeatable"
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         "sources": split_paths,
         "bad_samples": {split: policy.summary() for split, policy in policies.items()},
     }
-    (out / "import_report.json").write_text(json.dumps(report, indent=2))
+    write_json_atomic(out / "import_report.json", report, what="import report")
     print(json.dumps(report, indent=2))
     return report
 

@@ -29,6 +29,16 @@ from jaxlvlm.convert.hf_io import (
     read_safetensors_dir,
     write_safetensors_dir,
 )
+from jaxlvlm.files import (
+    PathLike,
+    is_remote,
+    local_copy,
+    local_output_dir,
+    makedirs,
+    read_json,
+    run_path,
+    write_text_atomic,
+)
 from jaxlvlm.models.config import (
     LVLMConfig,
     ModelConfig,
@@ -94,7 +104,9 @@ def _text_from_hf(hf: dict[str, Any], src: TensorSource, scan: bool) -> tuple[Te
     return cfg, params
 
 
-def load_pretrained(path: str, scan_layers: bool = False) -> tuple[ModelConfig, dict[str, Any]]:
+def load_pretrained(
+    path: PathLike, scan_layers: bool = False
+) -> tuple[ModelConfig, dict[str, Any]]:
     """Loads an HF directory or a .gguf file -> (config, params).
 
     config: LVLMConfig (LLaVA), TextConfig (Llama / Qwen2 / GGUF) or VisionConfig (CLIP / SigLIP
@@ -104,6 +116,10 @@ def load_pretrained(path: str, scan_layers: bool = False) -> tuple[ModelConfig, 
     or unmapped tensors. Tensors a model has no use for (SigLIP's pooling head, CLIP's post-layernorm)
     are named in a warning.
     """
+    if is_remote(path):
+        # The safetensors and GGUF readers map local files: read a downloaded copy.
+        with local_copy(path) as local:
+            return load_pretrained(local, scan_layers)
     path = os.fspath(path)
     if os.path.isfile(path):
         if path.endswith(".gguf"):
@@ -141,7 +157,7 @@ def load_pretrained(path: str, scan_layers: bool = False) -> tuple[ModelConfig, 
     return cfg, params
 
 
-def save_pretrained_hf(config: ModelConfig, params: dict[str, Any], out_dir: str) -> None:
+def save_pretrained_hf(config: ModelConfig, params: dict[str, Any], out_dir: PathLike) -> None:
     """Writes ``params`` as a Hugging Face directory (config.json + model.safetensors, float32) that
     transformers loads: LlavaForConditionalGeneration, LlamaForCausalLM / Qwen2ForCausalLM, or
     CLIPVisionModel / SiglipVisionModel. Scanned or unscanned layer layouts are both accepted.
@@ -157,7 +173,8 @@ def save_pretrained_hf(config: ModelConfig, params: dict[str, Any], out_dir: str
     else:
         raise TypeError(f"save_pretrained_hf: not a model config: {type(config).__name__}")
     hf = {**hf, "dtype": "float32"}
-    write_safetensors_dir(out_dir, hf, tensors)
+    with local_output_dir(out_dir) as local:  # safetensors writes local files; copied when remote
+        write_safetensors_dir(local, hf, tensors)
 
 
 MODEL_CONFIG_FILE = "model_config.json"
@@ -169,49 +186,48 @@ def _is_scanned(params: dict[str, Any]) -> bool:
     return isinstance(tree, dict) and "layers" in tree
 
 
-def save_converted(out_dir: str, config: ModelConfig, params: dict[str, Any]) -> None:
+def save_converted(out_dir: PathLike, config: ModelConfig, params: dict[str, Any]) -> None:
     """Writes a converted checkpoint: ``model_config.json`` (config_to_dict(config) plus
-    ``scan_layers``, the params' layer layout) and ``params/`` (orbax StandardCheckpointer)."""
+    ``scan_layers``, the params' layer layout) and ``params/`` (orbax StandardCheckpointer).
+    ``out_dir`` is a local directory or a URL (gs://bucket/ckpt)."""
 
-    out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    out = makedirs(out_dir)
     meta = {**config_to_dict(config), "scan_layers": _is_scanned(params)}
-    with open(os.path.join(out_dir, MODEL_CONFIG_FILE), "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    write_text_atomic(out / MODEL_CONFIG_FILE, text, what="converted model config")
     ckptr = ocp.StandardCheckpointer()
-    ckptr.save(os.path.join(out_dir, PARAMS_DIR), params, force=True)
+    ckptr.save(out / PARAMS_DIR, params, force=True)
     ckptr.wait_until_finished()
 
 
-def read_converted_config(path: str) -> ModelConfig:
+def read_converted_config(path: PathLike) -> ModelConfig:
     """The model config of a directory written by ``save_converted`` (its model_config.json)."""
     return read_converted_meta(path)[0]
 
 
-def read_converted_meta(path: str) -> tuple[ModelConfig, bool | None]:
+def read_converted_meta(path: PathLike) -> tuple[ModelConfig, bool | None]:
     """(model config, whether the params are stored layer-scanned, None if not recorded) of a
-    directory written by ``save_converted``."""
-    cfg_file = os.path.join(os.path.abspath(path), MODEL_CONFIG_FILE)
-    if not os.path.isfile(cfg_file):
+    directory written by ``save_converted`` (local or a URL)."""
+    meta = read_json(run_path(path) / MODEL_CONFIG_FILE)
+    if meta is None:
         raise ConversionError(
-            f"{path}: no {MODEL_CONFIG_FILE}; expected a directory written by "
+            f"{os.fspath(path)}: no {MODEL_CONFIG_FILE}; expected a directory written by "
             "tools/convert_checkpoint.py or tools/assemble_llava.py (jaxlvlm.convert.save_converted)"
         )
-    with open(cfg_file) as f:
-        meta = json.load(f)
     scanned = meta.pop("scan_layers", None)
     return config_from_dict(meta), scanned
 
 
-def load_converted(path: str, abstract_params: Any = None) -> tuple[ModelConfig, dict[str, Any]]:
+def load_converted(
+    path: PathLike, abstract_params: Any = None
+) -> tuple[ModelConfig, dict[str, Any]]:
     """Reads a directory written by ``save_converted`` -> (config, params).
 
     abstract_params: a tree of jax.ShapeDtypeStruct (with shardings) to restore into, e.g. the
     trainer's eval_shape'd params, so the arrays come back sharded; None restores them as saved.
     """
 
-    path = os.path.abspath(path)
     config = read_converted_config(path)
     ckptr = ocp.StandardCheckpointer()
-    params = ckptr.restore(os.path.join(path, PARAMS_DIR), abstract_params)
+    params = ckptr.restore(run_path(path) / PARAMS_DIR, abstract_params)
     return config, params

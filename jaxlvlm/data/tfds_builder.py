@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from tensorflow_datasets.core import utils as tfds_utils
 from jaxlvlm.data.bad_samples import BadSample
 from jaxlvlm.data.builtin import make_records
 from jaxlvlm.data.records import validate_record
+from jaxlvlm.files import cached_copy, local_output_dir, run_path
 
 BUILDER_NAME = "jaxlvlm_records"
 VERSION = "1.0.0"
@@ -105,14 +105,15 @@ class JaxlvlmRecords(tfds.core.GeneratorBasedBuilder):
             )
 
 
-def dataset_dir(data_dir: str | os.PathLike, name: str) -> Path:
-    """<data_dir>/jaxlvlm_records/<name>/<version>: the directory open_tfds_source reads."""
-    return Path(data_dir) / BUILDER_NAME / name / VERSION
+def dataset_dir(data_dir: str | os.PathLike, name: str) -> epath.Path:
+    """<data_dir>/jaxlvlm_records/<name>/<version>: the directory open_tfds_source reads (local or
+    a URL such as gs://bucket/data)."""
+    return run_path(data_dir) / BUILDER_NAME / name / VERSION
 
 
 def write_tfds_dataset(
     data_dir: str | os.PathLike, name: str, split_records: SplitRecords, description: str = ""
-) -> Path:
+) -> epath.Path:
     """Writes records as an array_record TFDS dataset; returns its directory.
 
     Args:
@@ -126,14 +127,18 @@ def write_tfds_dataset(
     if (out / "dataset_info.json").exists():
         raise FileExistsError(f"{out} already exists; delete it or choose another dataset name")
     config = tfds.core.BuilderConfig(name=name, description=description or name)
-    builder = JaxlvlmRecords(
-        data_dir=str(data_dir),
-        config=config,
-        split_records=split_records,
-        file_format="array_record",
-    )
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
-    return Path(builder.data_dir)
+    # array_record's writer opens local files only: a remote data_dir is written locally, then
+    # copied file by file, dataset_info.json last: open_tfds_source takes a dataset without it
+    # for missing, so a reader never opens a half-copied one.
+    with local_output_dir(data_dir, last="dataset_info.json") as local:
+        builder = JaxlvlmRecords(
+            data_dir=local,
+            config=config,
+            split_records=split_records,
+            file_format="array_record",
+        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
+    return out
 
 
 def _text(value: Any) -> str:
@@ -193,7 +198,9 @@ def open_tfds_source(data_dir: str | os.PathLike, name: str, split: str) -> Tfds
         raise FileNotFoundError(
             f"no jaxlvlm TFDS dataset {name!r} under {data_dir} (expected {path})"
         )
-    return TfdsSource(path, split)
+    # array_record's reader opens local files (given a gs:// name it hung against the emulator):
+    # a remote dataset is read from a local copy, downloaded once (jaxlvlm.files.cached_copy).
+    return TfdsSource(cached_copy(path), split)
 
 
 def write_builtin_suite(
@@ -203,7 +210,7 @@ def write_builtin_suite(
     seed: int,
     domain: str = "plain",
     image_size: int = 32,
-) -> dict[str, Path]:
+) -> dict[str, epath.Path]:
     """Writes built-in families once to a data dir: one dataset '<family>_<domain>' per family.
 
     Args:

@@ -3,6 +3,7 @@
 ``load_tokenizer(spec)``:
   - 'builtin': the built-in suite's BPE tokenizer (jaxlvlm.data.builtin.builtin_tokenizer_path()).
   - a directory: ``transformers.AutoTokenizer.from_pretrained(dir)`` (tokenizer.json + tokenizer_config.json).
+  - either of these on object storage (gs://...): read from a temporary local copy.
   - a '.gguf' file: the tokenizer stored in the file (jaxlvlm.data.gguf_tokenizer.load_gguf_tokenizer,
     falling back to transformers' own GGUF reader when that module is not available).
 The pipeline needs a fast tokenizer (offset mappings) and a chat template; both are checked here.
@@ -17,6 +18,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from jaxlvlm.data.builtin import builtin_tokenizer_path
 from jaxlvlm.data.gguf_tokenizer import load_gguf_tokenizer
+from jaxlvlm.files import is_remote, local_copy
 
 
 def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
@@ -26,7 +28,12 @@ def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
       FileNotFoundError for a path that does not exist; ValueError if the tokenizer is not a fast
       tokenizer or has no chat template (say which file to fix).
     """
-    spec = str(spec)
+    spec = os.fspath(spec)
+    if is_remote(spec):
+        # transformers and the GGUF reader take local files: read a copy of the tokenizer's files
+        # (a directory's top level only: a converted checkpoint's params/ are not needed here).
+        with local_copy(spec, recursive=False) as local:
+            return load_tokenizer(local)
     if spec == "builtin":
         spec = builtin_tokenizer_path()
     path = Path(spec)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Sequence
 
 import numpy as np
+
+from jaxlvlm.files import PathLike, run_path, write_bytes_atomic
 
 
 def _plt():
@@ -18,7 +20,19 @@ def _plt():
     return plt
 
 
-def plot_weights(weights: dict[str, Sequence[float]], task_names: Sequence[str], path: str) -> str:
+def save_png(fig, path: PathLike) -> str:
+    """Writes a matplotlib figure as a PNG to ``path`` (local or remote, in one atomic write) and
+    closes it; returns the file name (for the report's image link)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    _plt().close(fig)
+    write_bytes_atomic(path, buffer.getvalue(), what="plot")
+    return run_path(path).name
+
+
+def plot_weights(
+    weights: dict[str, Sequence[float]], task_names: Sequence[str], path: PathLike
+) -> str:
     """Grouped bars: one group per task, one bar per weighting ({name: [T]}). Returns the file name."""
     plt = _plt()
     names = list(weights)
@@ -33,16 +47,14 @@ def plot_weights(weights: dict[str, Sequence[float]], task_names: Sequence[str],
     ax.set_ylabel("task weight")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return os.path.basename(path)
+    return save_png(fig, path)
 
 
 def plot_matrix(
     matrix: np.ndarray,
     row_names: Sequence[str],
     col_names: Sequence[str],
-    path: str,
+    path: PathLike,
     *,
     title: str,
     xlabel: str,
@@ -67,9 +79,7 @@ def plot_matrix(
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return os.path.basename(path)
+    return save_png(fig, path)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -87,7 +97,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> l
     return lines
 
 
-def task_matrix_lines(matrix, tasks, path: str, title: str, axes: tuple[str, str], fmt="{:.2f}"):
+def task_matrix_lines(
+    matrix, tasks, path: PathLike, title: str, axes: tuple[str, str], fmt="{:.2f}"
+):
     """Markdown lines embedding a heatmap of a [T, T] matrix over ``tasks`` (rows: axes[0],
     columns: axes[1]), drawn to ``path``."""
     png = plot_matrix(

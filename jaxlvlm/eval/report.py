@@ -10,6 +10,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from jaxlvlm.eval.plots import save_png
+from jaxlvlm.files import PathLike, run_path, write_text_atomic
+
 
 def _last_per_step(records: Sequence[dict], kind: str) -> list[dict]:
     """One record per step (the last written: a resumed run rewrites steps after its checkpoint)."""
@@ -20,7 +23,7 @@ def _last_per_step(records: Sequence[dict], kind: str) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def plot_loss(records: Sequence[dict], path: str) -> bool:
+def plot_loss(records: Sequence[dict], path: PathLike) -> bool:
     """Writes the loss curve; returns False when there is nothing to plot."""
     train = _last_per_step(records, "train")
     if not train:
@@ -48,13 +51,12 @@ def plot_loss(records: Sequence[dict], path: str) -> bool:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
     return True
 
 
 def plot_scores(
-    scores: dict[str, float], path: str, chance: dict[str, float] | None = None
+    scores: dict[str, float], path: PathLike, chance: dict[str, float] | None = None
 ) -> bool:
     if not scores:
         return False
@@ -82,13 +84,12 @@ def plot_scores(
     ax.tick_params(axis="x", rotation=30)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
     return True
 
 
 def write_report(
-    workdir: str,
+    workdir: PathLike,
     records: Sequence[dict],
     scores: dict[str, float] | None,
     *,
@@ -101,7 +102,7 @@ def write_report(
     scores: {task: score in [0, 1]}; chance: optional {task: chance-level score}; details: extra
     key/value lines (run time, steps, model size, ...).
     """
-    os.makedirs(workdir, exist_ok=True)
+    workdir = run_path(workdir)
     lines = [f"# {title}", ""]
     for k, v in (details or {}).items():
         lines.append(f"- **{k}**: {v}")
@@ -116,7 +117,7 @@ def write_report(
             f"Steps {first['step']}..{last['step']}; loss {first['loss']:.4f} -> {last['loss']:.4f}.",
             "",
         ]
-        if plot_loss(records, os.path.join(workdir, "loss.png")):
+        if plot_loss(records, workdir / "loss.png"):
             lines += ["![loss](loss.png)", ""]
     lines += ["## Per-task scores", ""]
     if scores:
@@ -131,7 +132,7 @@ def write_report(
             lines.append(row)
         mean = sum(scores.values()) / len(scores)
         lines += ["", f"Mean over {len(scores)} tasks: {mean:.3f}", ""]
-        if plot_scores(scores, os.path.join(workdir, "scores.png"), chance):
+        if plot_scores(scores, workdir / "scores.png", chance):
             lines += ["![scores](scores.png)", ""]
     else:
         lines += ["No evaluation was run.", ""]
@@ -144,7 +145,6 @@ def write_report(
             vals = [f"{r[t]:.3f}" if isinstance(r.get(t), int | float) else "" for t in tasks]
             lines.append(f"| {r['step']} | " + " | ".join(vals) + " |")
         lines.append("")
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
-    return path
+    path = workdir / "report.md"
+    write_text_atomic(path, "\n".join(lines), what="report")
+    return os.fspath(path)

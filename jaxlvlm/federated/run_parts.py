@@ -12,7 +12,14 @@ import jax
 import numpy as np
 
 from jaxlvlm.eval import plots
-from jaxlvlm.files import read_json, safe_name, write_json_atomic
+from jaxlvlm.files import (
+    PathLike,
+    read_json,
+    run_path,
+    safe_name,
+    write_json_atomic,
+    write_text_atomic,
+)
 from jaxlvlm.methods.pilot.settings import FederatedSettings
 from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train.fingerprint import (
@@ -39,9 +46,9 @@ def run_fingerprint(config, s: FederatedSettings, *, evaluation: bool = False) -
     return fingerprint(d, ignore)
 
 
-def read_summary(workdir: str, finished: dict) -> dict | None:
+def read_summary(workdir: PathLike, finished: dict) -> dict | None:
     """The summary.json of a finished run (its fingerprint checked), or None."""
-    path = os.path.join(workdir, SUMMARY_FILE)
+    path = run_path(workdir) / SUMMARY_FILE
     summary = read_json(path)
     if summary is not None:
         check_fingerprint(path, summary.get("config_fingerprint", {}), finished)
@@ -68,12 +75,11 @@ def evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, appro
                     c.model.connector = approach.eval_connector[0]
                     c.model.connector_kwargs = dict(approach.eval_connector[1])
             evaluators[cl.task] = RS.make_weights_evaluator(
-                RS.prepare_run(c, os.path.join(workdir, "eval"))
+                RS.prepare_run(c, run_path(workdir) / "eval")
             )
         result = evaluators[cl.task]({**frozen, "connector": conn[k]}, loras[k])
         out.append(100.0 * float(result.scores[cl.task]))
-        os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-        path = os.path.join(workdir, "eval", f"predictions_{safe_name(cl.name)}.jsonl")
+        path = run_path(workdir) / "eval" / f"predictions_{safe_name(cl.name)}.jsonl"
         RS.write_predictions(path, result.predictions)
     return out
 
@@ -98,7 +104,7 @@ def federated_summary(s: FederatedSettings, tasks, clients, scores, rounds_log, 
     }
 
 
-def write_federated_report(workdir: str, s: dict) -> str | None:
+def write_federated_report(workdir: PathLike, s: dict) -> str | None:
     """report.md, then summary.json (atomically: its presence marks the run finished), process 0."""
     if jax.process_index() != 0:
         return None
@@ -111,11 +117,10 @@ def write_federated_report(workdir: str, s: dict) -> str | None:
     if s["rounds"]:
         lines += ["## Rounds", ""] + rounds_table(s["rounds"]) + [""]
     lines += [f"Wall time: {s['wall_s']:.1f} s", ""]
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), s, what="summary")
-    return path
+    path = run_path(workdir) / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n", what="report")
+    write_json_atomic(run_path(workdir) / SUMMARY_FILE, s, what="summary")
+    return os.fspath(path)
 
 
 def rounds_table(rounds: list[dict]) -> list[str]:

@@ -25,7 +25,14 @@ import numpy as np
 from jaxlvlm.data.pipeline import make_train_iterator
 from jaxlvlm.eval import continual_metrics as cm
 from jaxlvlm.eval import plots
-from jaxlvlm.files import safe_name, write_json_atomic
+from jaxlvlm.files import (
+    PathLike,
+    makedirs,
+    run_path,
+    safe_name,
+    write_json_atomic,
+    write_text_atomic,
+)
 from jaxlvlm.methods import prompt_pool as pp
 from jaxlvlm.methods.continual_llava import training as CL
 from jaxlvlm.methods.continual_llava.settings import ContinualSettings
@@ -54,11 +61,11 @@ def stream_of(config, s: ContinualSettings) -> list[str]:
 
 
 @register_runner("continual", settings=ContinualSettings)
-def run_continual(config, workdir: str) -> dict:
+def run_continual(config, workdir: PathLike) -> dict:
     """Runs the stream (resuming), fills the accuracy matrix, writes report.md and summary.json."""
     s = settings_from(ContinualSettings, config.method)
     stream = stream_of(config, s)
-    os.makedirs(workdir, exist_ok=True)
+    makedirs(workdir)
     params0 = base_params(config, workdir, stream, s)
     b = base_scores(config, workdir, stream, params0, s)
     if s.approach == "joint":
@@ -72,7 +79,7 @@ def _joint(config, workdir, stream, params0, b) -> dict:
     sources = [x for t in stream for x in task_specs(config, t)]
     steps = config.train.steps * len(stream)
     c = phase_config(config, sources, steps, stream, freeze=FROZEN_VISION, lora=False)
-    res = run_phase(c, os.path.join(workdir, "joint"), init_params=params0, need_state=False)
+    res = run_phase(c, run_path(workdir) / "joint", init_params=params0, need_state=False)
     return cm.final_row_summary(stream, scores_vector(res.scores, stream), b, res.wall_s)
 
 
@@ -82,7 +89,7 @@ def _stream(config, workdir, stream, params0, b, s: ContinualSettings) -> dict:
     carried = {"params": params0, "lora": None, "pool": None, "memory": None}
     wall = 0.0
     for t, task in enumerate(stream):
-        phase_dir = os.path.join(workdir, f"task_{t}_{safe_name(task)}")
+        phase_dir = run_path(workdir) / f"task_{t}_{safe_name(task)}"
         sources = task_specs(config, task)
         if s.approach == "replay":
             earlier = [x for p in stream[:t] for x in task_specs(config, p)]
@@ -156,10 +163,10 @@ def _pool_task(config, phase_dir, sources, stream, t, carried, s: ContinualSetti
     return res
 
 
-def _started(phase_dir: str) -> bool:
+def _started(phase_dir: PathLike) -> bool:
     """The phase is complete or has a checkpoint (its keys were aligned before)."""
-    ckpt = os.path.join(phase_dir, "checkpoints")
-    has_ckpt = os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt))
+    ckpt = run_path(phase_dir) / "checkpoints"
+    has_ckpt = ckpt.is_dir() and any(d.name.isdigit() for d in ckpt.iterdir())
     return read_phase(phase_dir) is not None or has_ckpt
 
 
@@ -177,11 +184,11 @@ def _list(x):
     return None if x is None else np.asarray(x).tolist()
 
 
-def write_continual_report(workdir: str, s: dict) -> str | None:
+def write_continual_report(workdir: PathLike, s: dict) -> str | None:
     """report.md + summary.json (+ accuracy.png) in the workdir (process 0)."""
     if jax.process_index() != 0:
         return None
-    write_json_atomic(os.path.join(workdir, "summary.json"), s, what="summary")
+    write_json_atomic(run_path(workdir) / "summary.json", s, what="summary")
     tasks = s["tasks"]
     lines = [f"# jaxlvlm: continual instruction tuning ({s['approach']})", ""]
     lines += [f"Stream: {' -> '.join(tasks)}", ""]
@@ -191,13 +198,12 @@ def write_continual_report(workdir: str, s: dict) -> str | None:
         lines += plots.markdown_table(["", *tasks, "ACC"], [["joint", *s["final"], s["ACC"]]])
         lines.append("")
     lines += [f"Training + evaluation time: {s['wall_s']:.1f} s", ""]
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    path = run_path(workdir) / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n", what="report")
+    return os.fspath(path)
 
 
-def _matrix_section(workdir: str, s: dict) -> list[str]:
+def _matrix_section(workdir: PathLike, s: dict) -> list[str]:
     tasks, a = s["tasks"], np.asarray(s["matrix"])
     lines = ["## Metrics (scores 0-100)", ""]
     lines += plots.markdown_table(list(s["metrics"]), [list(s["metrics"].values())]) + [""]
@@ -206,7 +212,7 @@ def _matrix_section(workdir: str, s: dict) -> list[str]:
     if s.get("base") is not None:
         rows.insert(0, ["(base model)", *s["base"]])
     lines += plots.markdown_table(["after \\ on", *tasks], rows) + [""]
-    path = os.path.join(workdir, "accuracy.png")
+    path = run_path(workdir) / "accuracy.png"
     lines += plots.task_matrix_lines(
         a, tasks, path, "accuracy matrix", ("after task", "evaluated task"), "{:.0f}"
     )

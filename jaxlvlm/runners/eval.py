@@ -6,12 +6,11 @@ converted checkpoint); with neither it is an error (scoring random weights is ne
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
 
-from jaxlvlm.files import write_json_atomic
+from jaxlvlm.files import PathLike, write_json_atomic
 from jaxlvlm.runners.registry import register_runner
 from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train import setup as S
@@ -21,7 +20,7 @@ from jaxlvlm.train.phase import start_state
 
 
 @register_runner("eval")
-def run_eval(config, workdir: str) -> dict:
+def run_eval(config, workdir: PathLike) -> dict:
     """Restores and evaluates; writes eval.json, predictions.jsonl and report.md to the workdir."""
     t0 = time.perf_counter()
     run = RS.prepare_run(config, workdir)
@@ -46,7 +45,7 @@ def run_eval(config, workdir: str) -> dict:
     step = int(jax.device_get(state.step))
     if jax.process_index() == 0:
         doc = {"step": step, "scores": result.scores, "counts": result.counts}
-        write_json_atomic(os.path.join(workdir, "eval.json"), doc, what="evaluation")
+        write_json_atomic(run.workdir / "eval.json", doc, what="evaluation")
     writer = MetricsWriter(workdir)
     writer.write(step, result.scores, kind="eval")
     writer.close()

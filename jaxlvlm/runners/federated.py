@@ -32,6 +32,7 @@ from jaxlvlm.federated.run_parts import (
     run_fingerprint,
     write_federated_report,
 )
+from jaxlvlm.files import PathLike, makedirs, run_path
 from jaxlvlm.methods.pilot.approaches import make_approach
 from jaxlvlm.methods.pilot.client import run_clients
 from jaxlvlm.methods.pilot.clients import client_batches, make_clients, stack, take, tree_bytes
@@ -47,7 +48,7 @@ from jaxlvlm.train.phase_config import phase_config, task_specs
 
 
 @register_runner("federated", settings=FederatedSettings)
-def run_federated(config, workdir: str) -> dict:
+def run_federated(config, workdir: PathLike) -> dict:
     """Runs the federated scenario; writes report.md / summary.json.
 
     Returns {'summary', 'report', 'resumed_from' (rounds restored from a checkpoint: 0 = a fresh
@@ -55,12 +56,16 @@ def run_federated(config, workdir: str) -> dict:
     """
     s = settings_from(FederatedSettings, config.method)
     tasks = federated_tasks(config)
-    os.makedirs(workdir, exist_ok=True)
+    makedirs(workdir)
     finished = run_fingerprint(config, s, evaluation=True)
     done = read_summary(workdir, finished)
     if done is not None:
         logging.info("federated run in %s is finished (%s); reading it back", workdir, SUMMARY_FILE)
-        return {"summary": done, "report": os.path.join(workdir, "report.md"), "resumed_from": -1}
+        return {
+            "summary": done,
+            "report": os.fspath(run_path(workdir) / "report.md"),
+            "resumed_from": -1,
+        }
     params0 = base_params(config, workdir, tasks, s)
     sources = [x for t in tasks for x in task_specs(config, t)]
     run = RS.prepare_run(phase_config(config, sources, 1, tasks, lora=True), workdir)
@@ -154,7 +159,7 @@ def _centralized(config, workdir, tasks, clients, params0, s: FederatedSettings)
     c = phase_config(config, sources, steps, tasks, freeze=frozen, lora=True, lr=s.lr_lora)
     res = run_phase(
         c,
-        os.path.join(workdir, "centralized"),
+        run_path(workdir) / "centralized",
         init_params=params0,
         need_state=False,
         train_sources=[cl.source for cl in clients],

@@ -18,7 +18,7 @@ config.method.approach (settings: jaxlvlm.methods.adapt_inf.settings):
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 import math
 import os
@@ -28,7 +28,15 @@ import numpy as np
 
 from jaxlvlm.eval import plots
 from jaxlvlm.eval.continual_metrics import final_row_summary, relative_gain
-from jaxlvlm.files import read_json, write_json_atomic
+from jaxlvlm.files import (
+    PathLike,
+    makedirs,
+    read_json,
+    run_path,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from jaxlvlm.methods.adapt_inf import pipeline as PL
 from jaxlvlm.methods.adapt_inf.cluster_report import format_task_cluster_table
 from jaxlvlm.methods.adapt_inf.settings import LifelongSettings
@@ -41,11 +49,11 @@ from jaxlvlm.train.phase_config import phase_config, task_specs
 
 
 @register_runner("lifelong", settings=LifelongSettings)
-def run_lifelong(config, workdir: str) -> dict:
+def run_lifelong(config, workdir: PathLike) -> dict:
     """Runs the stream (resuming step by step) and writes report.md / summary.json."""
     s = settings_from(LifelongSettings, config.method)
     tasks = s.tasks
-    os.makedirs(workdir, exist_ok=True)
+    makedirs(workdir)
     params0 = base_params(config, workdir, tasks, s)
     b = base_scores(config, workdir, tasks, params0, s)
     if s.approach == "joint":
@@ -62,8 +70,8 @@ def _stream(config, workdir, tasks, params0, b, s: LifelongSettings) -> dict:
     carried = {"params": params0, "lora": None, "projection_key": PL.projection_key(s)}
     wall, log = 0.0, []
     for t, step_tasks in enumerate(s.stream):
-        step_dir = os.path.join(workdir, f"step_{t}")
-        os.makedirs(step_dir, exist_ok=True)
+        step_dir = run_path(workdir) / f"step_{t}"
+        makedirs(step_dir)
         c = phase_config(
             config, task_specs(config, step_tasks[0]), 1, tasks, freeze=PL.FROZEN, lora=True
         )
@@ -83,10 +91,10 @@ def _stream(config, workdir, tasks, params0, b, s: LifelongSettings) -> dict:
 
 def _selection(config, run, step_dir, pool, alive_idx, new_idx, t, carried, s) -> dict:
     """This step's selection and pruning: read back when saved, else computed and saved."""
-    path = os.path.join(step_dir, "selection.npz")
-    if os.path.exists(path):
-        saved = np.load(path)
-        info = read_json(os.path.join(step_dir, "selection.json"))
+    path = run_path(step_dir) / "selection.npz"
+    if path.exists():
+        saved = np.load(io.BytesIO(path.read_bytes()))
+        info = read_json(run_path(step_dir) / "selection.json")
         return {"selected": saved["selected"], "alive_after": saved["alive_after"], "info": info}
     u = scores = task_ids = None
     skipped = 0
@@ -107,8 +115,10 @@ def _selection(config, run, step_dir, pool, alive_idx, new_idx, t, carried, s) -
     alive_after = PL.prune_step(s, u, labels, alive_idx, config.seed + 300 + t)
     info["skipped_bad_samples"] = skipped
     if jax.process_index() == 0:
-        np.savez(path, selected=selected, alive_after=alive_after)
-        write_json_atomic(os.path.join(step_dir, "selection.json"), info, what="selection")
+        buffer = io.BytesIO()
+        np.savez(buffer, selected=selected, alive_after=alive_after)
+        write_bytes_atomic(path, buffer.getvalue(), what="selection")
+        write_json_atomic(run_path(step_dir) / "selection.json", info, what="selection")
     return {"selected": selected, "alive_after": alive_after, "info": info}
 
 
@@ -163,7 +173,7 @@ def _joint(config, workdir, tasks, params0, b, s: LifelongSettings) -> dict:
     total = sum(int(dict(x).get("num", 0)) for x in sources)
     steps = max(1, math.ceil(s.epochs * total / config.data.global_batch_size))
     c = phase_config(config, sources, steps, tasks, freeze=PL.FROZEN, lora=True)
-    res = run_phase(c, os.path.join(workdir, "joint"), init_params=params0, need_state=False)
+    res = run_phase(c, run_path(workdir) / "joint", init_params=params0, need_state=False)
     final = scores_vector(res.scores, tasks)
     return final_row_summary(tasks, final, b, res.wall_s, train_steps=steps)
 
@@ -171,9 +181,9 @@ def _joint(config, workdir, tasks, params0, b, s: LifelongSettings) -> dict:
 def _summary(s: LifelongSettings, tasks, a, b, wall, log) -> dict:
     appear = np.asarray([next(i for i, st in enumerate(s.stream) if t in st) for t in tasks])
     metrics = PL.lifelong_metrics(a, appear)
-    if s.joint_summary and os.path.exists(s.joint_summary):
-        with open(s.joint_summary) as f:
-            ref = np.asarray(json.load(f)["final"])
+    joint = read_json(s.joint_summary) if s.joint_summary else None
+    if joint is not None:
+        ref = np.asarray(joint["final"])
         # A task the joint model scores 0 on has no defined ratio: RG is over the others.
         scored = ref > 0
         if scored.any():
@@ -193,21 +203,20 @@ def _summary(s: LifelongSettings, tasks, a, b, wall, log) -> dict:
     }
 
 
-def write_lifelong_report(workdir: str, s: dict) -> str | None:
+def write_lifelong_report(workdir: PathLike, s: dict) -> str | None:
     """report.md + summary.json in the workdir (process 0)."""
     if jax.process_index() != 0:
         return None
-    write_json_atomic(os.path.join(workdir, "summary.json"), s, what="summary")
+    write_json_atomic(run_path(workdir) / "summary.json", s, what="summary")
     lines = [f"# jaxlvlm: lifelong instruction tuning ({s['approach']})", ""]
     if "matrix" in s:
         lines += _stream_section(s)
     else:
         lines += plots.markdown_table(["", *s["tasks"], "ACC"], [["joint", *s["final"], s["ACC"]]])
     lines += ["", f"Training + evaluation time: {s['wall_s']:.1f} s", ""]
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    path = run_path(workdir) / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n", what="report")
+    return os.fspath(path)
 
 
 def _stream_section(s: dict) -> list[str]:

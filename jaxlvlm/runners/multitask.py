@@ -13,7 +13,6 @@ Layout of the workdir: probes/mini, probes/<task>, stl/<task>, final_<weighting>
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -23,7 +22,15 @@ import numpy as np
 
 from jaxlvlm.eval import plots
 from jaxlvlm.eval.continual_metrics import delta_I_E
-from jaxlvlm.files import safe_name, write_json_atomic
+from jaxlvlm.files import (
+    PathLike,
+    makedirs,
+    read_json,
+    run_path,
+    safe_name,
+    write_json_atomic,
+    write_text_atomic,
+)
 from jaxlvlm.methods import cotbal
 from jaxlvlm.methods import task_weighting as tw
 from jaxlvlm.methods.cotbal_probes import probe_step_cap
@@ -48,7 +55,7 @@ def _phase(config, workdir, sources, eval_sources, steps, task_names, **kw):
     return run_phase(c, workdir, **kw)
 
 
-def probe_phase(config, workdir: str, task_names: list[str], s: MultitaskSettings) -> dict:
+def probe_phase(config, workdir: PathLike, task_names: list[str], s: MultitaskSettings) -> dict:
     """Trains and evaluates the mini model and one probe per task; returns V, v0, the steps each
     probe trained, timings. probe_steps > 0: fixed steps; 0: the guidance's stopping rule."""
     val = validation_sources(config, s)
@@ -62,7 +69,7 @@ def probe_phase(config, workdir: str, task_names: list[str], s: MultitaskSetting
         if not fixed:
             c.train.eval_every = ps.eval_every
             stop = probe_early_stop(name, task_names, s, config.train.steps)
-        probe_dir = os.path.join(workdir, "probes", safe_name(name))
+        probe_dir = run_path(workdir) / "probes" / safe_name(name)
         res = run_phase(c, probe_dir, need_state=False, early_stop=stop)
         scores[name], wall[name], steps[name] = (
             scores_vector(res.scores, task_names),
@@ -81,7 +88,9 @@ def probe_phase(config, workdir: str, task_names: list[str], s: MultitaskSetting
     return out
 
 
-def cotbal_task_weights(config, workdir: str, task_names: list[str], s: MultitaskSettings) -> dict:
+def cotbal_task_weights(
+    config, workdir: PathLike, task_names: list[str], s: MultitaskSettings
+) -> dict:
     """CoTBal weights from method.cotbal_file or from the probe phase (saved for reuse)."""
     balanced = np.asarray([t not in set(s.unbalanced) for t in task_names])
     alphas = tuple(float(a) for a in s.alphas)
@@ -89,7 +98,7 @@ def cotbal_task_weights(config, workdir: str, task_names: list[str], s: Multitas
         res = cotbal_weights_from_file(s.cotbal_file, task_names, s.tau, alphas)
         return {**res, "source": s.cotbal_file}
     probes = probe_phase(config, workdir, task_names, s)
-    path = os.path.join(workdir, "probe_scores.json")
+    path = run_path(workdir) / "probe_scores.json"
     if jax.process_index() == 0:
         write_cotbal_inputs(path, task_names, probes["V"], probes["v0"], balanced)
     res = cotbal.weights_from_scores(probes["V"], probes["v0"], s.tau, alphas, balanced=balanced)
@@ -104,11 +113,16 @@ def cotbal_task_weights(config, workdir: str, task_names: list[str], s: Multitas
     return out
 
 
-def stl_scores(config, workdir: str, task_names: list[str], s: MultitaskSettings):
+def stl_scores(config, workdir: PathLike, task_names: list[str], s: MultitaskSettings):
     """Single-task reference scores [T] (0-100) from stl_file or STL runs (or None), and seconds."""
     if s.stl_file:
-        with open(s.stl_file) as f:
-            return scores_vector(json.load(f), task_names), 0.0
+        scores = read_json(s.stl_file)
+        if scores is None:
+            raise FileNotFoundError(
+                f"config.method.stl_file={s.stl_file!r} does not exist; give the path of an STL "
+                "run's scores JSON, or leave it empty to train the single-task references"
+            )
+        return scores_vector(scores, task_names), 0.0
     if s.stl_steps < 0:
         return None, 0.0
     specs = task_source_specs(config, task_names)
@@ -116,7 +130,7 @@ def stl_scores(config, workdir: str, task_names: list[str], s: MultitaskSettings
     out, wall = [], 0.0
     for t in task_names:
         evals = [x for x in config.data.eval_sources if dict(x).get("task") == t]
-        stl_dir = os.path.join(workdir, "stl", safe_name(t))
+        stl_dir = run_path(workdir) / "stl" / safe_name(t)
         evals = evals or config.data.eval_sources
         res = _phase(config, stl_dir, specs[t], evals, steps, task_names, need_state=False)
         out.append(100.0 * res.scores[t])
@@ -125,7 +139,7 @@ def stl_scores(config, workdir: str, task_names: list[str], s: MultitaskSettings
 
 
 @register_runner("multitask", settings=MultitaskSettings)
-def run_multitask(config, workdir: str) -> dict:
+def run_multitask(config, workdir: PathLike) -> dict:
     """Runs the probe phase if needed, STL references if asked, then one final run per weighting;
     writes report.md with the per-task table, dI% / dE%, weight and contribution plots."""
     s = settings_from(MultitaskSettings, config.method)
@@ -133,14 +147,14 @@ def run_multitask(config, workdir: str) -> dict:
     T = len(task_names)
     if T < 2:
         raise ValueError(f"mode 'multitask' needs at least 2 tasks, got {task_names}")
-    os.makedirs(workdir, exist_ok=True)
+    makedirs(workdir)
     cb = cotbal_task_weights(config, workdir, task_names, s) if "cotbal" in s.weightings else None
     stl, stl_wall = stl_scores(config, workdir, task_names, s)
     finals: dict[str, Any] = {}
     for name in s.weightings:
         wcfg = tw.WeightingConfig(name, T, s.dwa_window, float(s.dwa_temperature), int(s.rlw_seed))
         hooks = weighting_hooks(wcfg, cb["lam"] if name == "cotbal" else None)
-        final_dir = os.path.join(workdir, f"final_{name}")
+        final_dir = run_path(workdir) / f"final_{name}"
         res = _phase(
             config, final_dir, config.data.sources, config.data.eval_sources,
             config.train.steps, task_names, hooks=hooks,
@@ -196,11 +210,11 @@ def _plain(v):
     return v if isinstance(v, dict) else np.asarray(v).tolist()
 
 
-def write_multitask_report(workdir: str, task_names: list[str], s: dict) -> str | None:
+def write_multitask_report(workdir: PathLike, task_names: list[str], s: dict) -> str | None:
     """report.md + summary.json + weights.png (+ contribution.png) in the workdir (process 0)."""
     if jax.process_index() != 0:
         return None
-    write_json_atomic(os.path.join(workdir, "summary.json"), s, what="summary")
+    write_json_atomic(run_path(workdir) / "summary.json", s, what="summary")
     lines = ["# jaxlvlm: multi-task instruction tuning with task weighting", ""]
     lines += ["## Per-task scores (0-100, test split)", ""] + _scores_table(task_names, s) + [""]
     if "stl" in s:
@@ -211,7 +225,7 @@ def write_multitask_report(workdir: str, task_names: list[str], s: dict) -> str 
         rows = [[n, r["delta_I"], r["delta_E"], r["wall_s"]] for n, r in s["runs"].items()]
         lines += plots.markdown_table(["weighting", "dI %", "dE %", "wall s"], rows) + [""]
     weights = {n: r["last_weights"] for n, r in s["runs"].items()}
-    png = plots.plot_weights(weights, task_names, os.path.join(workdir, "weights.png"))
+    png = plots.plot_weights(weights, task_names, run_path(workdir) / "weights.png")
     lines += [
         "## Task weights (CoTBal: static; others: the last step's)",
         "",
@@ -220,10 +234,9 @@ def write_multitask_report(workdir: str, task_names: list[str], s: dict) -> str 
     ]
     if s.get("cotbal"):
         lines += _cotbal_section(workdir, task_names, s["cotbal"])
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    path = run_path(workdir) / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n", what="report")
+    return os.fspath(path)
 
 
 def _scores_table(task_names: list[str], s: dict) -> list[str]:
@@ -240,7 +253,7 @@ def _scores_table(task_names: list[str], s: dict) -> list[str]:
     return plots.markdown_table(header, rows)
 
 
-def _cotbal_section(workdir: str, task_names: list[str], cb: dict) -> list[str]:
+def _cotbal_section(workdir: PathLike, task_names: list[str], cb: dict) -> list[str]:
     lines = ["## CoTBal", "", f"Inputs: {cb['source']}", ""]
     if "tau" in cb:
         lines += [f"Temperature tau = {float(cb['tau']):.4g}", ""]
@@ -251,7 +264,7 @@ def _cotbal_section(workdir: str, task_names: list[str], cb: dict) -> list[str]:
     ]
     lines += plots.markdown_table(["task", "c_out", "c_in", "D", "lambda"], rows) + [""]
     if "C" in cb:
-        path = os.path.join(workdir, "contribution.png")
+        path = run_path(workdir) / "contribution.png"
         axes = ("probe task i", "helped task j")
         lines += plots.task_matrix_lines(
             np.asarray(cb["C"]), task_names, path, "contribution C[i, j]", axes

@@ -8,14 +8,13 @@ the model's init; ``base_scores`` evaluates them on every task once (<workdir>/b
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxlvlm.files import read_json, write_json_atomic
+from jaxlvlm.files import PathLike, read_json, run_path, write_json_atomic
 from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.early_stop import stopped_improving
@@ -23,7 +22,7 @@ from jaxlvlm.train.phase import run_phase, scores_vector
 from jaxlvlm.train.phase_config import phase_config, task_specs
 
 
-def base_params(config, workdir: str, tasks: Sequence[str], base) -> Any:
+def base_params(config, workdir: PathLike, tasks: Sequence[str], base) -> Any:
     """Model parameters (sharded): trained on base.base_sources for base.base_steps when > 0,
     else config.init_from's parameters or the model's own init (config.seed).
 
@@ -57,23 +56,25 @@ def base_params(config, workdir: str, tasks: Sequence[str], base) -> Any:
             means = [float(np.mean([e[t] for t in watched])) for e in evals]
             return stopped_improving(means, base.base_patience)
 
-    res = run_phase(c, os.path.join(workdir, "base"), evaluate=validate, early_stop=stop)
+    res = run_phase(c, run_path(workdir) / "base", evaluate=validate, early_stop=stop)
     if validate:
         logging.info("base model: %d of at most %d steps, validation %s", res.steps,
                      base.base_steps, res.scores)  # fmt: skip
     return res.state.params
 
 
-def base_scores(config, workdir: str, tasks: Sequence[str], params: Any, base) -> np.ndarray | None:
+def base_scores(
+    config, workdir: PathLike, tasks: Sequence[str], params: Any, base
+) -> np.ndarray | None:
     """[T] scores (0-100) of the base model on every task, or None when base.evaluate_base is off."""
     if not base.evaluate_base:
         return None
-    path = os.path.join(workdir, "base_scores.json")
+    path = run_path(workdir) / "base_scores.json"
     saved = read_json(path)
     if saved is not None:
         return np.asarray(saved["scores"])
     c = phase_config(config, task_specs(config, tasks[0]), 0, tasks, lora=False)
-    res = run_phase(c, os.path.join(workdir, "base_eval"), init_params=params, need_state=False)
+    res = run_phase(c, run_path(workdir) / "base_eval", init_params=params, need_state=False)
     b = scores_vector(res.scores, list(tasks))
     if jax.process_index() == 0:
         write_json_atomic(path, {"tasks": list(tasks), "scores": b.tolist()}, what="base scores")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxlvlm.files import PathLike, move_tree, run_path
 from jaxlvlm.multihost import allgather_json
 from jaxlvlm.train.fingerprint import ConfigDriftError, check_fingerprint
 
@@ -57,8 +57,12 @@ def _one_line(e: BaseException) -> str:
 class FaultTolerantCheckpoints:
     """An orbax CheckpointManager in ``directory`` under the fault policy of the module docstring."""
 
-    def __init__(self, directory: str, item_names: tuple[str, ...], keep: int | None, what: str):
-        self.directory = os.path.abspath(directory)
+    def __init__(
+        self, directory: PathLike, item_names: tuple[str, ...], keep: int | None, what: str
+    ):
+        # A local directory or a gs:// URL; orbax writes both through TensorStore and epath.
+        self.path = run_path(directory)
+        self.directory = os.fspath(self.path)
         self.what = what
         self._pending: int | None = None
         self._remove_leftover_tmp()
@@ -67,14 +71,14 @@ class FaultTolerantCheckpoints:
             enable_async_checkpointing=True,
             create=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=item_names)
+        self.manager = ocp.CheckpointManager(self.path, options=options, item_names=item_names)
 
     def _remove_leftover_tmp(self) -> None:
-        if jax.process_index() != 0 or not os.path.isdir(self.directory):
+        if jax.process_index() != 0 or not self.path.is_dir():
             return
-        leftovers = [n for n in os.listdir(self.directory) if TMP_MARKER in n]
+        leftovers = [p.name for p in self.path.iterdir() if TMP_MARKER in p.name]
         for name in leftovers:
-            shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+            (self.path / name).rmtree(missing_ok=True)
         if leftovers:
             logging.warning(
                 "removed %d temporary checkpoint directories of an unfinished save in %s: %s",
@@ -176,12 +180,12 @@ class FaultTolerantCheckpoints:
     def _set_aside(self, steps: list[int]) -> None:
         """Moves damaged step directories out of the manager's sight (kept, never deleted)."""
         if jax.process_index() == 0:
-            os.makedirs(self.damaged_directory, exist_ok=True)
+            damaged = run_path(self.damaged_directory)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for step in steps:
-                src = os.path.join(self.directory, str(step))
-                if os.path.exists(src):
-                    shutil.move(src, os.path.join(self.damaged_directory, f"{step}-{stamp}"))
+                src = self.path / str(step)
+                if src.exists():
+                    move_tree(src, damaged / f"{step}-{stamp}")
         self.manager.reload()
 
 
@@ -192,9 +196,9 @@ class Checkpointer(FaultTolerantCheckpoints):
     ``wait`` blocks until every pending save is durable (call it before exiting).
     """
 
-    def __init__(self, workdir: str, keep: int = 2):
+    def __init__(self, workdir: PathLike, keep: int = 2):
         super().__init__(
-            os.path.join(workdir, "checkpoints"), ("state", "data", "config"), keep, "checkpoint"
+            run_path(workdir) / "checkpoints", ("state", "data", "config"), keep, "checkpoint"
         )
 
     def save(self, step: int, state: Any, data_state: Any, config: dict) -> None:
@@ -278,10 +282,8 @@ class RoundCheckpoints(FaultTolerantCheckpoints):
     rebuilt from the template on restore.
     """
 
-    def __init__(self, workdir: str, fingerprint: dict, keep: int = 2):
-        super().__init__(
-            os.path.join(workdir, "rounds"), ("state", "meta"), keep, "round checkpoint"
-        )
+    def __init__(self, workdir: PathLike, fingerprint: dict, keep: int = 2):
+        super().__init__(run_path(workdir) / "rounds", ("state", "meta"), keep, "round checkpoint")
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
 
     def save(self, rounds_done: int, state: PyTree, meta: dict) -> None:

@@ -116,6 +116,8 @@ def train_loop(
                 )
             if is_ckpt:
                 checkpointer.save(step, state, data_state(), config_dict or {})
+                # A remote workdir gets the metrics up to each checkpoint (kept across a kill).
+                writer.sync()
             if is_eval:
                 last_eval = evaluate_fn(state)
                 writer.write(step, last_eval, kind="eval")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 from flax import linen as nn
 
 from jaxlvlm.data.pipeline import make_train_iterator
-from jaxlvlm.files import read_json, write_json_atomic
+from jaxlvlm.files import PathLike, read_json, run_path, write_json_atomic
 from jaxlvlm.train import run_setup as RS
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.checkpoint import Checkpointer
@@ -104,9 +103,9 @@ class PhaseResult:
         return int(self.record["steps"])
 
 
-def read_phase(workdir: str) -> dict | None:
+def read_phase(workdir: PathLike) -> dict | None:
     """The phase.json of a complete phase, or None."""
-    return read_json(os.path.join(workdir, PHASE_FILE))
+    return read_json(run_path(workdir) / PHASE_FILE)
 
 
 def refuse_drift(checkpointer: Checkpointer, step: int, config) -> None:
@@ -195,7 +194,7 @@ def _complete(run, setup, checkpointer, done, hooks, need_state) -> PhaseResult:
 
 def run_phase(
     config,
-    workdir: str,
+    workdir: PathLike,
     *,
     init_params: Any = None,
     hooks: MethodHooks = NO_HOOKS,
@@ -278,7 +277,7 @@ def run_phase(
         result = evaluate_fn(state) if evaluate_fn is not None else None
         if result is not None:
             writer.write(int(jax.device_get(state.step)), result.scores, kind="eval")
-            RS.write_predictions(os.path.join(workdir, "predictions.jsonl"), result.predictions)
+            RS.write_predictions(run.workdir / "predictions.jsonl", result.predictions)
     finally:
         writer.close()
         checkpointer.close()
@@ -294,7 +293,7 @@ def run_phase(
     if early_stop is not None:
         record["max_steps"] = int(config.train.steps)
     if jax.process_index() == 0:
-        write_json_atomic(os.path.join(workdir, PHASE_FILE), record, what="phase record")
+        write_json_atomic(run.workdir / PHASE_FILE, record, what="phase record")
     return PhaseResult(state, record["scores"], record, run, resumed_from, result)
 
 

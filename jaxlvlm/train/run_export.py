@@ -27,6 +27,7 @@ from jaxlvlm.convert.lora_export import (
     write_peft_adapter,
 )
 from jaxlvlm.data.tokenizer import load_tokenizer
+from jaxlvlm.files import PathLike, local_output_dir, run_path
 from jaxlvlm.models.config import LVLMConfig, TextConfig
 from jaxlvlm.train.checkpoint import Checkpointer
 from jaxlvlm.train.setup import model_config_from
@@ -53,7 +54,7 @@ def _model_config(config: ml_collections.ConfigDict, tokenizer: Any) -> LVLMConf
     return model_config_from(config, tokenizer)
 
 
-def load_run_weights(workdir: str, step: int | None = None) -> RunWeights:
+def load_run_weights(workdir: PathLike, step: int | None = None) -> RunWeights:
     """Reads ``<workdir>/checkpoints/<step>`` (default: the latest) on the host.
 
     Raises FileNotFoundError naming the workdir when it has no checkpoint, ValueError for a step that
@@ -108,29 +109,31 @@ def merged_params(run: RunWeights) -> dict[str, Any]:
 
 
 def export_run(
-    workdir: str, out_dir: str, step: int | None = None, merge: bool = True
+    workdir: PathLike, out_dir: PathLike, step: int | None = None, merge: bool = True
 ) -> RunWeights:
     """Writes ``out_dir``: model.safetensors + config.json (LlavaForConditionalGeneration or the
     causal LM), the tokenizer with its chat template, and for an LVLM preprocessor_config.json and
     processor_config.json. merge=False keeps the base weights as trained and writes the LoRA factors
-    as a PEFT adapter in ``out_dir/adapter``."""
+    as a PEFT adapter in ``out_dir/adapter``. Either path may be a URL (gs://...): transformers'
+    writers take local directories, so a remote ``out_dir`` is written locally and copied."""
     run = load_run_weights(workdir, step)
     is_lvlm = isinstance(run.model_cfg, LVLMConfig)
     params = merged_params(run) if merge else run.params
-    save_pretrained_hf(run.model_cfg, params, out_dir)
-    image_token = ""
-    if is_lvlm:
-        image_token = run.tokenizer.convert_ids_to_tokens(run.model_cfg.image_token_id)
-    write_processor_files(out_dir, run.model_cfg, run.tokenizer, image_token)
-    if run.lora and not merge:
-        prefix = LLAVA_LAYER_PREFIX if is_lvlm else CAUSAL_LM_LAYER_PREFIX
-        write_peft_adapter(
-            os.path.join(out_dir, ADAPTER_DIR),
-            run.lora,
-            float(run.config.lora.alpha),
-            prefix,
-            os.path.abspath(out_dir),
-        )
+    with local_output_dir(out_dir) as local:
+        save_pretrained_hf(run.model_cfg, params, local)
+        image_token = ""
+        if is_lvlm:
+            image_token = run.tokenizer.convert_ids_to_tokens(run.model_cfg.image_token_id)
+        write_processor_files(local, run.model_cfg, run.tokenizer, image_token)
+        if run.lora and not merge:
+            prefix = LLAVA_LAYER_PREFIX if is_lvlm else CAUSAL_LM_LAYER_PREFIX
+            write_peft_adapter(
+                os.path.join(local, ADAPTER_DIR),
+                run.lora,
+                float(run.config.lora.alpha),
+                prefix,
+                os.fspath(run_path(out_dir)),  # where the base weights end up
+            )
     logging.info(
         "exported %s step %d -> %s (%s)",
         workdir,

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from flax import linen as nn
 from jax.sharding import Mesh
 
@@ -23,6 +24,7 @@ from jaxlvlm.data.tokenizer import load_tokenizer, pad_token_id
 from jaxlvlm.errors import ConversionError
 from jaxlvlm.eval.evaluate import evaluate, make_generate_fn
 from jaxlvlm.eval.report import write_report
+from jaxlvlm.files import PathLike, run_path, write_jsonl_atomic, write_text_atomic
 from jaxlvlm.models.config import LVLMConfig, RuntimeConfig, TextConfig
 from jaxlvlm.train import setup as S
 from jaxlvlm.train.lora import lora_to_lowrank
@@ -37,7 +39,7 @@ class Run:
     """Everything about a run that is not the train state."""
 
     config: Any
-    workdir: str
+    workdir: epath.Path  # local (absolute) or a URL such as gs://bucket/run
     tokenizer: Any
     model_cfg: LVLMConfig | TextConfig
     runtime: RuntimeConfig
@@ -84,7 +86,7 @@ def read_model_config(init_from: str) -> tuple[LVLMConfig | TextConfig, bool | N
         raise FileNotFoundError(f"config.init_from={init_from!r}: {e}") from e
 
 
-def prepare_run(config, workdir: str) -> Run:
+def prepare_run(config, workdir: PathLike) -> Run:
     """Tokenizer, model config (from config.model, or the converted checkpoint of init_from),
     model, mesh and data config."""
     tokenizer = load_tokenizer(config.tokenizer)
@@ -109,7 +111,7 @@ def prepare_run(config, workdir: str) -> Run:
     )
     return Run(
         config=config,
-        workdir=workdir,
+        workdir=run_path(workdir),
         tokenizer=tokenizer,
         model_cfg=model_cfg,
         runtime=runtime,
@@ -187,9 +189,7 @@ def write_param_table(run: Run, state: TrainState, labels: Any) -> None:
     table = format_param_table(state.trainable, labels)
     logging.info("parameters:\n%s", table)
     if jax.process_index() == 0:
-        os.makedirs(run.workdir, exist_ok=True)
-        with open(os.path.join(run.workdir, "params.txt"), "w") as f:
-            f.write(table + "\n")
+        write_text_atomic(run.workdir / "params.txt", table + "\n", what="parameter table")
 
 
 def finish_report(run: Run, result, wall_s: float, title: str) -> str | None:
@@ -198,7 +198,7 @@ def finish_report(run: Run, result, wall_s: float, title: str) -> str | None:
         return None
     scores = result.scores if result is not None else None
     if result is not None and result.predictions is not None:
-        write_predictions(os.path.join(run.workdir, "predictions.jsonl"), result.predictions)
+        write_predictions(run.workdir / "predictions.jsonl", result.predictions)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(_abstract(run)))
     details = {
         "mode": run.config.mode,
@@ -218,10 +218,8 @@ def _abstract(run: Run):
     return jax.eval_shape(lambda r: run.model.init(r, **inputs), jax.random.PRNGKey(0))["params"]
 
 
-def write_predictions(path: str, predictions: list[dict]) -> None:
+def write_predictions(path: PathLike, predictions: list[dict]) -> None:
     """One JSON line per prediction (process 0)."""
     if jax.process_index() != 0:
         return
-    with open(path, "w") as f:
-        for p in predictions:
-            f.write(json.dumps(p) + "\n")
+    write_jsonl_atomic(path, predictions, what="predictions")

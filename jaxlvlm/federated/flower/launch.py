@@ -26,7 +26,7 @@ import tomli_w
 
 from jaxlvlm.federated import run_parts as F
 from jaxlvlm.federated.flower import protocol as P
-from jaxlvlm.files import read_json, safe_name
+from jaxlvlm.files import is_remote, read_json, safe_name
 from jaxlvlm.train.phase_config import task_specs
 
 APP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
@@ -72,6 +72,13 @@ class LocalFederation:
     """The processes of a federation on the loopback interface (each in its own process group)."""
 
     def __init__(self, workdir: str, env: dict | None = None):
+        if is_remote(workdir):
+            # The processes' logs and Flower's home are local files that Flower itself opens.
+            raise ValueError(
+                f"--workdir {workdir}: the local launcher keeps its processes' logs and Flower's "
+                "home in the workdir and needs a local directory; start the ServerApp and "
+                "SuperNodes by hand to give them gs:// run directories (README, Flower section)"
+            )
         self.workdir = os.path.abspath(workdir)
         self.logs = os.path.join(self.workdir, "logs")
         os.makedirs(self.logs, exist_ok=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
 from flwr.app import Message
@@ -26,6 +25,7 @@ from flwr.serverapp import Grid
 from jaxlvlm.federated import run_parts as F
 from jaxlvlm.federated.flower import protocol as P
 from jaxlvlm.federated.flower.exchange import exchange
+from jaxlvlm.files import makedirs
 from jaxlvlm.methods.pilot.approaches import make_approach
 from jaxlvlm.methods.pilot.clients import take, tree_bytes
 from jaxlvlm.methods.pilot.rounds import resume_rounds, server_step
@@ -95,9 +95,8 @@ def serve(grid: Grid, run_config: dict) -> dict:
     config = P.load_config(str(run_config["config"]), str(run_config.get("overrides", "")))
     s = P.settings(config)
     fp = P.fingerprint(config, s)
-    workdir = os.path.abspath(str(run_config["workdir"]))
+    workdir = makedirs(str(run_config["workdir"]))  # local or a URL (gs://bucket/run)
     timeout = float(run_config["round_timeout"])
-    os.makedirs(workdir, exist_ok=True)
     finished = F.run_fingerprint(config, s, evaluation=True)
     done = F.read_summary(workdir, finished)
     if done is not None:

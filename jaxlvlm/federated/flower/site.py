@@ -28,6 +28,7 @@ import numpy as np
 from jaxlvlm.federated import run_parts as F
 from jaxlvlm.federated.flower import protocol as P
 from jaxlvlm.federated.flower.arrays import like
+from jaxlvlm.files import makedirs, run_path
 from jaxlvlm.methods.pilot.approaches import make_approach
 from jaxlvlm.methods.pilot.client import run_clients
 from jaxlvlm.methods.pilot.clients import client_batches, make_clients, stack, take
@@ -54,11 +55,9 @@ class Site:
         # One SuperNode may serve several federations: each gets its own directory, named by the
         # fingerprint; the compilation cache is shared.
         digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True, default=str).encode())
-        self.workdir = os.path.join(
-            os.path.abspath(workdir), f"federation_{digest.hexdigest()[:12]}"
-        )
-        os.makedirs(self.workdir, exist_ok=True)
-        use_compilation_cache(os.path.join(os.path.abspath(workdir), "jax_cache"))
+        self.workdir = makedirs(run_path(workdir) / f"federation_{digest.hexdigest()[:12]}")
+        # jax's persistent compilation cache takes local directories and gs:// URLs alike.
+        use_compilation_cache(os.fspath(run_path(workdir) / "jax_cache"))
         self.tasks = F.federated_tasks(self.config)
         sources = [x for t in self.tasks for x in task_specs(self.config, t)]
         c = phase_config(self.config, sources, 1, self.tasks, lora=True)
@@ -94,7 +93,7 @@ class Site:
 
     def _kept(self, approach, k: int, before: int):
         """What this site kept after the newest schedule entry < ``before`` (0-based), or None."""
-        ckpt = RoundCheckpoints(os.path.join(self.workdir, "site"), self.fingerprint, keep=3)
+        ckpt = RoundCheckpoints(self.workdir / "site", self.fingerprint, keep=3)
         try:
             steps = [d for d in ckpt.all_steps() if d <= before]
             if not steps:
@@ -107,7 +106,7 @@ class Site:
     def _keep(self, index: int, state, meta: dict) -> None:
         if not jax.tree_util.tree_leaves(state):
             return  # the baselines keep nothing on the client (orbax cannot save an empty tree)
-        ckpt = RoundCheckpoints(os.path.join(self.workdir, "site"), self.fingerprint, keep=3)
+        ckpt = RoundCheckpoints(self.workdir / "site", self.fingerprint, keep=3)
         try:
             ckpt.save(index, state, meta)
         finally:

@@ -15,13 +15,12 @@ When the run's task names are given, the file's entries are matched by name and 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from jaxlvlm.files import write_json_atomic
+from jaxlvlm.files import read_json, write_json_atomic
 from jaxlvlm.methods import cotbal
 from jaxlvlm.methods.cotbal_tau import resolve_temperature
 
@@ -43,13 +42,12 @@ def load_cotbal_inputs(path: str, task_names: Sequence[str] | None = None) -> di
       dict of float64 arrays in the run's task order: either {'V' [T, T], 'v0' [T]} or
       {'c_out', 'c_in', 'D'} (each [T]), plus optional 'higher_better' / 'balanced' bool [T].
     """
-    if not os.path.exists(path):
-        raise CotbalInputError(f"CoTBal input file {path!r} does not exist")
     try:
-        with open(path) as f:
-            raw: Any = json.load(f)
+        raw: Any = read_json(path)
     except json.JSONDecodeError as e:
         raise CotbalInputError(f"{path}: not valid JSON ({e})") from e
+    if raw is None:
+        raise CotbalInputError(f"CoTBal input file {path!r} does not exist")
     if not isinstance(raw, dict):
         raise CotbalInputError(f"{path}: expected a JSON object with V/v0 or c_out/c_in/D")
     has_raw = any(k in raw for k in _RAW)
