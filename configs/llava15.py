@@ -1,7 +1,7 @@
 """LLaVA-1.5's two-stage recipe on your own towers and data.
 
-    # stage 1: connector only, on caption data, from an assembled checkpoint (tools/assemble_llava.py)
-    python -m jaxlvlm.main --config configs/llava15.py:stage=1,init=ckpt/stage0,data=DATA/captions \
+    # stage 1: connector only, on caption data, from a vision tower and an LM assembled at the start
+    python -m jaxlvlm.main --config configs/llava15.py:stage=1,vision=hf/clip,llm=hf/vicuna,data=DATA/captions \
         --workdir runs/stage1
     # stage 2: connector + LLM (full, or LoRA with lora=true), on conversations
     python -m jaxlvlm.main --config configs/llava15.py:stage=2,lora=true,init=ckpt/stage1,data=DATA/chat \
@@ -10,9 +10,16 @@
 Colon arguments:
   stage=1|2       which stage (the table below)
   lora=false      stage 2 with LoRA on the decoder (base frozen, connector trained at 2e-5)
-  init=DIR        converted checkpoint to start from: tools/assemble_llava.py's output for stage 1,
-                  tools/convert_checkpoint.py of stage 1's export for stage 2 (README)
-  tokenizer=DIR   tokenizer with '<image>' and a chat template; default: init (both tools put it there)
+  vision=DIR, llm=DIR_OR_GGUF   stage 1 from two pretrained towers (CLIP/SigLIP and Llama/Qwen2 HF
+                  directories, a Llama GGUF file, or converted directories): the run assembles them
+                  with a fresh connector into <workdir>/assembled at its start (once: a rerun resumes
+                  from its checkpoint and never assembles again; jaxlvlm.train.assembly)
+  chat_template=FILE   a Jinja chat template for an LM tokenizer without one (with vision/llm)
+  init=DIR        converted checkpoint to start from instead: tools/assemble_llava.py's output for
+                  stage 1, tools/convert_checkpoint.py of stage 1's export for stage 2 (README)
+  tokenizer=DIR   with init: a tokenizer with '<image>' and a chat template (default: init, where
+                  both tools put it); with vision/llm: the tokenizer '<image>' is added to (default:
+                  the LM's)
   data=DIR/NAME   a dataset written by tools/import_llava_data.py --data_dir DIR --name NAME
   split=train, eval_split=''   dataset splits; eval by greedy generation only when eval_split is set
   steps=N         LLaVA trains one epoch: set steps = samples / batch
@@ -34,7 +41,7 @@ Tuning", appendix table of hyper-parameters, and the scripts/v1_5 pretrain/finet
   weight decay       0                         0                  0
   optimizer          AdamW (0.9, 0.999)        same               same
   epochs             1                         1                  1
-  vision features    layer -2 (tools/assemble_llava.py --vision_feature_layer), frozen tower
+  vision features    layer -2 (config.assemble.vision_feature_layer), frozen tower
 
 The cosine decays to 0 (HF Trainer's cosine). Gradient clipping at norm 1.0 is the HF Trainer default
 that LLaVA runs with. Differences from LLaVA: stage 1 renders samples through the tokenizer's chat
@@ -71,6 +78,9 @@ def get_config(arg: str | None = None):
         stage=1,
         lora=False,
         init="",
+        vision="",
+        llm="",
+        chat_template="",
         tokenizer="",
         data="",
         split="train",
@@ -88,12 +98,23 @@ def get_config(arg: str | None = None):
         raise ValueError(f"stage={a.stage}: LLaVA-1.5 has stages 1 and 2")
     if a.lora and a.stage != 2:
         raise ValueError("lora=true is a stage-2 option; stage 1 trains only the connector")
-    # `test` alone (no init, no data) smoke-runs the recipe's settings on the tiny test model, the
-    # built-in tokenizer and built-in digits; any real run names both.
-    if not a.init and not a.test:
+    towers = bool(a.vision or a.llm)
+    if towers and not (a.vision and a.llm):
+        raise ValueError("vision= and llm= go together: stage 1 assembles the two towers")
+    if towers and (a.stage != 1 or a.init):
         raise ValueError(
-            "init=DIR is needed: tools/assemble_llava.py's output for stage 1, stage 1's export "
-            "converted with tools/convert_checkpoint.py for stage 2"
+            "vision= and llm= start stage 1 from two towers; stage 2 starts from stage 1's export "
+            "(init=), and stage 1 takes either the towers or init=, not both"
+        )
+    if a.chat_template and not towers:
+        raise ValueError("chat_template= is for the tokenizer of vision= / llm=; init= has its own")
+    # `test` alone (no init, no data) smoke-runs the recipe's settings on the tiny test model, the
+    # built-in tokenizer and built-in digits; any real run names its start and its data.
+    if not (a.init or towers) and not a.test:
+        raise ValueError(
+            "stage 1 starts from vision=DIR,llm=DIR (two pretrained towers) or init=DIR "
+            "(tools/assemble_llava.py's output); stage 2 from init=DIR (stage 1's export converted "
+            "with tools/convert_checkpoint.py)"
         )
     if not a.data and not a.test:
         raise ValueError("data=DATA_DIR/NAME is needed (a dataset of tools/import_llava_data.py)")
@@ -101,6 +122,10 @@ def get_config(arg: str | None = None):
     c.mode = "train"
     c.init_from = a.init
     c.tokenizer = a.tokenizer or a.init or "builtin"
+    if towers:
+        c.assemble.vision, c.assemble.llm = a.vision, a.llm
+        c.assemble.tokenizer, c.assemble.chat_template = a.tokenizer, a.chat_template
+        c.tokenizer = ""  # set at the run's start to <workdir>/assembled (its '<image>' token)
     if a.data:
         c.data.sources = (_tfds_source(a.data, a.split),)
         c.data.eval_sources = (_tfds_source(a.data, a.eval_split),) if a.eval_split else ()

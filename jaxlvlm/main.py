@@ -19,6 +19,7 @@ from jaxlvlm.errors import ConfigError
 from jaxlvlm.files import StorageError, makedirs
 from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import available_runners, get_runner, runner_settings
+from jaxlvlm.train.assembly import start_from_towers
 from jaxlvlm.train.checkpoint import CheckpointRestoreError, CheckpointSaveError
 from jaxlvlm.train.config_check import validate_config
 from jaxlvlm.train.distributed import maybe_initialize
@@ -61,6 +62,7 @@ def run(config, workdir: str) -> dict:
         settings_from(settings, config.method)  # refuse bad method keys before anything trains
     maybe_initialize(config.distributed)
     makedirs(workdir)  # a local directory or a URL (gs://bucket/run: directories are implicit)
+    config = start_from_towers(config, workdir)  # config.assemble: init_from = <workdir>/assembled
     return get_runner(config.mode)(config, workdir)
 
 

@@ -49,6 +49,36 @@ def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def load_tokenizer_with_template(
+    spec: str | os.PathLike, chat_template: str | os.PathLike | None = None
+) -> PreTrainedTokenizerBase:
+    """``load_tokenizer(spec)``, or, with ``chat_template`` (a Jinja file), the tokenizer at
+    ``spec`` given that template: for a base LM whose tokenizer has none.
+
+    Raises ValueError naming both what is missing and the option that supplies it.
+    """
+    if not chat_template:
+        try:
+            return load_tokenizer(spec)
+        except ValueError as e:
+            raise ValueError(
+                f"{e}; a base LM without a chat template needs a chat template file "
+                "(tools/assemble_llava.py --chat_template, configs/llava15.py chat_template=)"
+            ) from e
+    spec = str(spec)
+    if os.path.isdir(spec):
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+    elif os.path.isfile(spec) and spec.endswith(".gguf"):
+        tokenizer = load_gguf_tokenizer(spec)
+    else:
+        raise FileNotFoundError(
+            f"tokenizer {spec!r}: expected a transformers tokenizer directory or a .gguf file"
+        )
+    tokenizer.chat_template = Path(chat_template).read_text()
+    check_tokenizer(tokenizer, spec)
+    return tokenizer
+
+
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str = "tokenizer") -> None:
     """Raises ValueError unless the tokenizer is fast (offsets) and has a chat template."""
     if not getattr(tokenizer, "is_fast", False):

@@ -78,6 +78,17 @@ def validate_config(
 def _check_values(c: ml_collections.ConfigDict, errors: list[str], known_modes) -> None:
     if known_modes is not None and c.mode not in known_modes:
         errors.append(f"config.mode={c.mode!r} names no runner; available: {sorted(known_modes)}")
+    a = c.assemble
+    if bool(a.vision) != bool(a.llm):
+        errors.append(
+            f"config.assemble.vision={a.vision!r}, config.assemble.llm={a.llm!r}: starting from "
+            "two towers needs both (or neither)"
+        )
+    if (a.vision or a.llm) and c.init_from:
+        errors.append(
+            f"config.init_from={c.init_from!r} and config.assemble: a run starts either from a "
+            "converted checkpoint or from two towers; leave one empty"
+        )
     shape = tuple(c.mesh.shape)
     if len(shape) != 3 or shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
         errors.append(

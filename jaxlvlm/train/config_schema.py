@@ -105,6 +105,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.mode = "train"  # a runner name: 'train', 'eval', or a method's runner
     c.seed = 0
     c.init_from = ""  # a converted checkpoint dir (tools/convert_checkpoint.py); '' = from scratch
+    # Or start from two separate towers, assembled at the run's start into <workdir>/assembled
+    # (jaxlvlm.train.assembly): a vision tower and an LM (HF dirs, a GGUF LM, or converted dirs),
+    # the tokenizer to add '<image>' to ('' = the LM's), a Jinja chat template file for a tokenizer
+    # without one, the vision layer the features come from, and the connector's init seed.
+    c.assemble = ml_collections.ConfigDict(
+        dict(vision="", llm="", tokenizer="", chat_template="", vision_feature_layer=-2, seed=0)
+    )
 
     # Model: jaxlvlm.models.config.LVLMConfig as nested dicts.
     c.model = ml_collections.ConfigDict()

@@ -1,18 +1,23 @@
 """Your own LLaVA end to end on tiny random towers in transformers format: a CLIP tower and a Llama LM
-in separate directories with a tokenizer lacking '<image>' -> assemble -> stage 1 (connector only)
--> export + convert -> stage 2 with LoRA -> export merged: transformers' LlavaForConditionalGeneration
-loads it and greedy-generates the tokens jaxlvlm generates for three prompts with images; the
-unmerged export loads in peft and generates the same."""
+in separate directories with a tokenizer lacking '<image>' -> stage 1 (connector only) from the two
+towers (configs/llava15.py vision= llm=: assembled at the run's start) -> export + convert -> stage 2
+with LoRA -> export merged: transformers' LlavaForConditionalGeneration loads it and greedy-generates
+the tokens jaxlvlm generates for three prompts with images; the unmerged export loads in peft and
+generates the same. A rerun of stage 1 resumes without assembling again; tools/assemble_llava.py
+writes what the run assembled."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from llava_greedy import hf_greedy, jaxlvlm_greedy
 from llava_journey_fixtures import colour_image, save_towers, write_jsonl
+
+from jaxlvlm.train.phase import PHASE_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 # The image first, the image after the text, and a second question.
@@ -45,7 +50,7 @@ def _train(arg: str, workdir: Path, **overrides):
     for key, value in overrides.items():
         section, name = key.split(".")
         c[section][name] = value
-    run(c, str(workdir))
+    return run(c, str(workdir))
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +65,10 @@ def journey(tmp_path_factory):
         ["--data_dir", str(data_dir), "--name", "colours", "--split", f"train={jsonl}"]
         + ["--image_root", str(images)]
     )
-    stage0 = root / "stage0"
-    argv = ["--vision", str(towers["vision"]), "--llm", str(towers["llm"]), "--out", str(stage0)]
-    assert _tool("assemble_llava").main(argv) == 0
     data = f"data={data_dir / 'colours'}"
-    _train(f"stage=1,init={stage0},{data},test,batch=8", root / "stage1")
+    stage1_arg = f"stage=1,vision={towers['vision']},llm={towers['llm']},{data},test,batch=8"
+    _train(stage1_arg, root / "stage1")
+    stage0 = root / "stage1" / "assembled"
     hf1 = root / "hf_stage1"
     export_run(str(root / "stage1"), str(hf1))
     stage1 = root / "stage1_converted"
@@ -80,7 +84,7 @@ def journey(tmp_path_factory):
     run = export_run(str(root / "stage2"), str(merged))
     export_run(str(root / "stage2"), str(unmerged), merge=False)
     return dict(root=root, towers=towers, stage0=stage0, hf1=hf1, run=run, merged=merged,
-                unmerged=unmerged)  # fmt: skip
+                unmerged=unmerged, stage1_arg=stage1_arg)  # fmt: skip
 
 
 def _images():
@@ -106,6 +110,57 @@ def test_assembly_adds_image_token_and_grows_rows(journey):
     head = np.asarray(params["llm"]["lm_head"]["kernel"])
     np.testing.assert_allclose(
         head[:, vocab:].T, np.broadcast_to(head[:, :vocab].mean(1), (20, 32)), atol=1e-7
+    )
+
+
+def test_a_stage_1_rerun_resumes_without_assembling_again(journey, monkeypatch):
+    from jaxlvlm.train import assembly
+
+    def no_second_assembly(*args, **kwargs):
+        raise AssertionError("a rerun assembled the towers again")
+
+    monkeypatch.setattr(assembly, "assemble_towers", no_second_assembly)
+    workdir = journey["root"] / "stage1"
+    before = {p: p.stat().st_mtime_ns for p in journey["stage0"].rglob("*")}
+    # Without its phase record the rerun is a resume: from the step-2 checkpoint, not the towers.
+    (workdir / PHASE_FILE).rename(workdir / "phase_first_run.json")
+    _train(journey["stage1_arg"], workdir)
+    assert json.loads((workdir / PHASE_FILE).read_text())["resumed_from"] == 2
+    assert {p: p.stat().st_mtime_ns for p in journey["stage0"].rglob("*")} == before
+
+
+def test_a_rerun_with_other_towers_is_refused_naming_the_key(journey, tmp_path):
+    from jaxlvlm.errors import ConfigError
+
+    arg = journey["stage1_arg"].replace(f"vision={journey['towers']['vision']}", "vision=elsewhere")
+    with pytest.raises(ConfigError, match="config.assemble.vision"):
+        _train(arg, journey["root"] / "stage1")
+
+
+def test_checkpoints_without_their_assembled_model_are_refused(journey, tmp_path):
+    from jaxlvlm.errors import ConfigError
+
+    (tmp_path / "checkpoints" / "2").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="has checkpoints but not the model they started from"):
+        _train(journey["stage1_arg"], tmp_path)
+    assert not (tmp_path / "assembled").exists()
+
+
+def test_the_tool_writes_what_the_run_assembled(journey, tmp_path):
+    from jaxlvlm.convert import load_converted
+    from jaxlvlm.data.tokenizer import load_tokenizer
+
+    towers = journey["towers"]
+    argv = ["--vision", str(towers["vision"]), "--llm", str(towers["llm"]), "--out", str(tmp_path)]
+    assert _tool("assemble_llava").main(argv) == 0
+    cfg, params = load_converted(str(tmp_path))
+    run_cfg, run_params = load_converted(str(journey["stage0"]))
+    assert cfg == run_cfg
+    for a, b in zip(_leaves(params), _leaves(run_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (
+        load_tokenizer(str(tmp_path)).get_vocab()
+        == load_tokenizer(str(journey["stage0"])).get_vocab()
     )
 
 

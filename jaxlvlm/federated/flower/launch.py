@@ -7,7 +7,8 @@ starts the SuperLink (insecure, loopback only), ``num_sites`` SuperNodes (each w
 workdir under <workdir>/sites/ and its own config entry naming its data), submits the app with
 ``flwr run`` and stops everything when the run ends. When num_sites differs from the config's
 number of clients, method.clients_per_task is set to num_sites / number of tasks. Logs go to
-<workdir>/logs/. The multi-machine form (one command per machine) is in the README.
+<workdir>/logs/; the sites and the server share one compilation cache, <workdir>/jax_cache.
+The multi-machine form (one command per machine) is in the README.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class LocalFederation:
         self.env["FLWR_HOME"] = os.path.join(self.workdir, "flwr_home")
         self.port = free_port()
         self.procs: dict[str, subprocess.Popen] = {}
+        self.runs = 0
 
     def _start(self, name: str, cmd: list[str]) -> subprocess.Popen:
         log = open(os.path.join(self.logs, f"{safe_name(name)}.log"), "a")  # noqa: SIM115
@@ -100,6 +102,7 @@ class LocalFederation:
         return proc
 
     def start_superlink(self, timeout: float = 60.0) -> None:
+        """The SuperLink on this federation's port (again, after a kill: same port, same state)."""
         os.makedirs(self.env["FLWR_HOME"], exist_ok=True)
         with open(os.path.join(self.env["FLWR_HOME"], "config.toml"), "w") as f:
             f.write(
@@ -107,6 +110,8 @@ class LocalFederation:
                 f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
             )
         cmd = ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port)]
+        # A database, not memory: a restarted SuperLink still knows the SuperNodes and their runs.
+        cmd += ["--database", os.path.join(self.workdir, "superlink.db")]
         # The app's dependencies are this environment's; never let Flower install any.
         proc = self._start("superlink", [*cmd, "--disable-runtime-dependency-installation"])
         wait_for_port(self.port, timeout, proc, "flower-superlink")
@@ -133,11 +138,12 @@ class LocalFederation:
 
     def submit(self, run_config: dict) -> subprocess.Popen:
         """``flwr run`` of the app with ``run_config``; returns the attached (streaming) process."""
-        path = os.path.join(self.workdir, f"run_config_{len(self.procs)}.toml")
+        self.runs += 1
+        path = os.path.join(self.workdir, f"run_config_{self.runs}.toml")
         with open(path, "wb") as f:
             tomli_w.dump(run_config, f)  # a file: values may hold quotes and spaces
         cmd = ["flwr", "run", APP_DIR, CONNECTION, "--run-config", path, "--stream"]
-        return self._start(f"run_{len(self.procs)}", cmd)
+        return self._start(f"run_{self.runs}", cmd)
 
     def stop(self) -> None:
         for name in list(self.procs):
@@ -180,12 +186,18 @@ def launch(
         overrides = f"{overrides} method.clients_per_task={num_sites // len(tasks)}".strip()
         names = site_names(P.load_config(config_spec, overrides))
     fed = LocalFederation(workdir)
+    cache = os.path.join(fed.workdir, "jax_cache")  # one machine: every process shares it
     try:
         fed.start_superlink()
         for name in names:
             site_dir = os.path.join(fed.workdir, "sites", safe_name(name))
             fed.start_supernode(
-                name, config=config_spec, client=name, workdir=site_dir, overrides=overrides
+                name,
+                config=config_spec,
+                client=name,
+                workdir=site_dir,
+                overrides=overrides,
+                jax_cache=cache,
             )
         run = fed.submit(
             dict(
@@ -195,6 +207,7 @@ def launch(
                 round_timeout=round_timeout,
                 join_timeout=join_timeout,
                 overrides=overrides,
+                jax_cache=cache,
             )
         )
         run.wait()

@@ -3,7 +3,8 @@
 Run config (flwr run --run-config; see app/pyproject.toml): config (the federation's jaxlvlm
 config, file.py[:arg]), workdir (the server's directory), num_sites (sites to wait for before round
 1), round_timeout (seconds a round waits for its sites), join_timeout (seconds to wait for the
-sites to join), overrides (dotted key=value pairs applied to the config).
+sites to join), overrides (dotted key=value pairs applied to the config), jax_cache (the persistent
+compilation cache; '' = <workdir>/jax_cache).
 
 Each schedule entry: every connected site gets its slot of the approach's payload (Pilot: all task
 adapters and its own personalised LoRA), trains, and uploads; ``methods.pilot.rounds.server_step``
@@ -24,6 +25,7 @@ from flwr.serverapp import Grid
 
 from jaxlvlm.federated import run_parts as F
 from jaxlvlm.federated.flower import protocol as P
+from jaxlvlm.federated.flower.compile_cache import use_compilation_cache
 from jaxlvlm.federated.flower.exchange import exchange
 from jaxlvlm.files import makedirs
 from jaxlvlm.methods.pilot.approaches import make_approach
@@ -97,6 +99,8 @@ def serve(grid: Grid, run_config: dict) -> dict:
     fp = P.fingerprint(config, s)
     workdir = makedirs(str(run_config["workdir"]))  # local or a URL (gs://bucket/run)
     timeout = float(run_config["round_timeout"])
+    # jax's persistent compilation cache takes local directories and gs:// URLs alike.
+    use_compilation_cache(str(run_config.get("jax_cache") or workdir / "jax_cache"))
     finished = F.run_fingerprint(config, s, evaluation=True)
     done = F.read_summary(workdir, finished)
     if done is not None:

@@ -28,6 +28,7 @@ import numpy as np
 from jaxlvlm.federated import run_parts as F
 from jaxlvlm.federated.flower import protocol as P
 from jaxlvlm.federated.flower.arrays import like
+from jaxlvlm.federated.flower.compile_cache import use_compilation_cache
 from jaxlvlm.files import makedirs, run_path
 from jaxlvlm.methods.pilot.approaches import make_approach
 from jaxlvlm.methods.pilot.client import run_clients
@@ -39,25 +40,26 @@ from jaxlvlm.train.checkpoint import RoundCheckpoints
 from jaxlvlm.train.phase_config import phase_config, task_specs
 
 
-def use_compilation_cache(directory: str) -> None:
-    """Flower starts one process per message: a persistent cache spares recompiling every round."""
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-
-
 class Site:
     """A site's config, data and backbone (built once per process)."""
 
-    def __init__(self, config_spec: str, client: str, workdir: str, overrides: str = ""):
+    def __init__(
+        self,
+        config_spec: str,
+        client: str,
+        workdir: str,
+        overrides: str = "",
+        jax_cache: str | None = None,
+    ):
         self.config = P.load_config(config_spec, overrides)
         self.s = P.settings(self.config)
         self.fingerprint = P.fingerprint(self.config, self.s)
         # One SuperNode may serve several federations: each gets its own directory, named by the
-        # fingerprint; the compilation cache is shared.
+        # fingerprint; the compilation cache (default <workdir>/jax_cache) is shared.
         digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True, default=str).encode())
         self.workdir = makedirs(run_path(workdir) / f"federation_{digest.hexdigest()[:12]}")
         # jax's persistent compilation cache takes local directories and gs:// URLs alike.
-        use_compilation_cache(os.fspath(run_path(workdir) / "jax_cache"))
+        use_compilation_cache(jax_cache or os.fspath(run_path(workdir) / "jax_cache"))
         self.tasks = F.federated_tasks(self.config)
         sources = [x for t in self.tasks for x in task_specs(self.config, t)]
         c = phase_config(self.config, sources, 1, self.tasks, lora=True)
@@ -73,6 +75,7 @@ class Site:
             )
         self.me = clients[names.index(client)]
         self.member = P.Member(self.me.name, self.me.task, self.me.task_id, self.me.num_examples)
+        self._approaches: dict[tuple[P.Member, ...], object] = {}
 
     @functools.cached_property
     def params0(self):
@@ -87,9 +90,12 @@ class Site:
         names = [m.name for m in roster]
         if self.me.name not in names:
             raise ValueError(f"site '{self.me.name}' is not in the server's roster {names}")
-        return make_approach(self.config, self.run, self.s, self.params0, roster), names.index(
-            self.me.name
-        )
+        key = tuple(roster)
+        if key not in self._approaches:  # built once: it holds the jitted client programs
+            self._approaches[key] = make_approach(
+                self.config, self.run, self.s, self.params0, roster
+            )
+        return self._approaches[key], names.index(self.me.name)
 
     def _kept(self, approach, k: int, before: int):
         """What this site kept after the newest schedule entry < ``before`` (0-based), or None."""
@@ -108,6 +114,10 @@ class Site:
             return  # the baselines keep nothing on the client (orbax cannot save an empty tree)
         ckpt = RoundCheckpoints(self.workdir / "site", self.fingerprint, keep=3)
         try:
+            # Entry ``index`` again: the server never kept the first answer (it was restarted, or
+            # the reply was lost), so what this site kept then, and after, is replaced.
+            for stale in [d for d in ckpt.all_steps() if d >= index]:
+                ckpt.manager.delete(stale)
             ckpt.save(index, state, meta)
         finally:
             ckpt.close()
