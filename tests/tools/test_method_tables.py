@@ -71,13 +71,14 @@ def test_collect_keeps_the_summaries_and_the_paired_scores(tmp_path):
     assert len(done) == 9
     cells = Cells(dest, "lifelong")
     assert cells.seeds("adapt_inf") == [0, 1, 2] and cells.tasks() == TASKS
-    assert json.load(open(os.path.join(dest, "lifelong", "test_ids.json")))["ids"] == sorted(IDS)
+    ids = json.load(open(os.path.join(dest, "lifelong", "test_ids.json")))["ids"]
+    assert ids == sorted(f"{i.split('-')[0]}/{i}" for i in IDS)
     assert cells.final_scores("random", 0).shape == (len(IDS),)
     assert cells.base_records("random")[0][1]["steps"] == 300
     # A cell evaluated on other samples cannot be paired: refused, naming the file.
     bad = os.path.join(runs, "lifelong", "random", "seed0", "step_1", "predictions.jsonl")
     with open(bad, "a") as f:
-        f.write(json.dumps({"id": "extra-0", "score": 1.0}) + "\n")
+        f.write(json.dumps({"id": "extra-0", "task": "digits", "score": 1.0}) + "\n")
     with pytest.raises(ValueError, match="differ from"):
         collect(runs, dest, "lifelong")
 
@@ -115,3 +116,8 @@ def test_one_seed_renders_values_without_intervals_or_claims(tmp_path):
     text = "\n".join(render(Cells(dest, "lifelong")))
     assert "| adapt_inf | 1 | 40.0 (1 seed) |" in text
     assert "Claim 1" not in text  # a claim needs at least two seeds of both approaches
+
+
+def test_the_committed_readme_tables_are_what_the_committed_summaries_give():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "method_runs", "bench")
+    assert method_tables.main([root, "--check"]) == 0

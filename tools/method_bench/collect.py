@@ -26,16 +26,19 @@ def final_predictions(cell_dir: str) -> str | None:
 
 
 def read_predictions(path: str) -> tuple[list[str], list[float]]:
-    """(ids, scores) sorted by id; a duplicated id is an error (it would break the pairing)."""
+    """(keys 'task/id', scores) sorted by key: a task evaluated on another task's samples (the
+    lifelong stream's exact duplicates) keeps its own entries; a repeated key is an error (it would
+    break the pairing)."""
     rows = {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             p = json.loads(line)
-            if p["id"] in rows:
-                raise ValueError(f"{path}:{n}: test sample {p['id']!r} appears twice")
-            rows[p["id"]] = float(p["score"])
+            key = f"{p.get('task', '')}/{p['id']}"
+            if key in rows:
+                raise ValueError(f"{path}:{n}: test sample {key!r} appears twice")
+            rows[key] = float(p["score"])
     ids = sorted(rows)
     return ids, [rows[i] for i in ids]
 
