@@ -46,8 +46,9 @@ def rows(results_dir: str = RESULTS) -> list[str]:
         with open(path) as f:
             r = json.load(f)
         mesh = "x".join(str(v) for v in r["mesh"].values())
+        # Reports of the old `with mesh:` tracing (constraints inactive) are marked as such.
         context = r.get("mesh_context", "legacy")
-        label = r["recipe"] + ("" if context == "legacy" else f" [{context}]")
+        label = r["recipe"] + (" [legacy]" if context == "legacy" else "")
         for e in r["programs"]:
             m = e["memory"]
             used = f"{m['total_bytes'] / GIB:.1f} / {m['hbm_bytes'] / GIB:.1f}"
