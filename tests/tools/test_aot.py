@@ -11,6 +11,7 @@ import pytest
 from tools.aot.analysis import parse_hbm_oom
 from tools.aot.chips import GB, parse_topology
 from tools.aot.hlo_collectives import collective_stats
+from tools.aot.sweep import parse_variant, rank
 
 needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
@@ -62,6 +63,26 @@ ENTRY %main (a: f32[8]) -> f32[32] {
     assert stats["all-reduce"] == {"count": 5, "bytes": 5 * 32.0}
     assert stats["all-gather"] == {"count": 1, "bytes": 128.0}
     assert stats["reduce-scatter"]["count"] == 0
+
+
+def test_sweep_variants_parse_to_config_overrides_and_rank_fitting_first():
+    label, flags = parse_variant("mesh1x8x2 mesh.shape=(1,8,2) runtime.remat_text=dots")
+    assert label == "mesh1x8x2"
+    assert flags == ["--config.mesh.shape=(1,8,2)", "--config.runtime.remat_text=dots"]
+    with pytest.raises(ValueError, match="key=value"):
+        parse_variant("bad mesh.shape")
+
+    def report(fits, mfu):
+        return {"programs": [{"memory": {"fits": fits}, "estimated_mfu": mfu}]}
+
+    reports = {
+        "a": report(True, 0.30),
+        "big": report(False, None),
+        "b": report(True, 0.41),
+        "c": report(True, None),
+        "d": report(False, 0.9),  # a high estimate that does not fit ranks after every fitting one
+    }
+    assert [t[0] for t in rank(reports)] == ["b", "a", "c", "d", "big"]
 
 
 @needs_libtpu
