@@ -103,3 +103,30 @@ def test_demo_train_step_compiles_for_v5e_4_and_reports_memory_and_flops():
     assert entry["model_flops_per_device"] > 0
     assert 0.5 < entry["xla_flops_per_device"] / entry["model_flops_per_device"] < 3.0
     assert entry["collectives"]["all-gather"]["count"] > 0  # parameters are fsdp-sharded
+
+
+def test_before_after_table_matches_recipe_files_and_programs(tmp_path):
+    import json
+
+    from tools.aot.table import GIB, comparison
+
+    def report(total_gib, fits, mfu, all_reduce_gib, programs=("train_step",)):
+        coll = {"all-reduce": {"count": 3, "bytes": all_reduce_gib * GIB}} if fits else {}
+        entry = {"memory": {"total_bytes": total_gib * GIB, "fits": fits}, "estimated_mfu": mfu}
+        return {
+            "recipe": "r",
+            "mesh": {"data": 1, "fsdp": 8, "tensor": 1},
+            "programs": [{"program": p, "collectives": coll, **entry} for p in programs],
+        }
+
+    legacy, now = tmp_path / "legacy", tmp_path / "now"
+    legacy.mkdir(), now.mkdir()
+    (legacy / "r__v5p-16.json").write_text(json.dumps(report(120.0, False, None, 0)))
+    (now / "r__v5p-16.json").write_text(json.dumps(report(40.0, True, 0.5, 2, ("train_step", "x"))))
+    (legacy / "gone__v5p-8.json").write_text(json.dumps(report(1.0, True, 0.1, 1)))
+    lines = comparison(str(now), str(legacy)).splitlines()
+    # Header, separator and the one program found in both; 'gone' has no current compile.
+    assert lines[2:] == [
+        "| r | train_step | 1x8x1 -> 1x8x1 | 120.0 (no fit) -> 40.0 | n/a -> 50.0% | n/a -> 2 "
+        "| n/a -> 0 |"
+    ]
