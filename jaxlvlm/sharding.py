@@ -6,7 +6,8 @@ them to the mesh axes ('data', 'fsdp', 'tensor'). Batches are sharded over ('dat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -68,6 +69,27 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
     except Exception:  # noqa: BLE001 - fall back to plain order on unusual topologies
         grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: Mesh, rules=DEFAULT_RULES) -> Iterator[None]:
+    """The context every jitted function of sharded model code traces and runs under.
+
+    ``jax.set_mesh(mesh)`` makes the mesh the abstract mesh flax's ``nn.with_logical_constraint``
+    reads, and ``rules`` map the logical names to its axes, so the activation constraints of the
+    models apply. (The legacy ``with mesh:`` leaves the abstract mesh empty in jax >= 0.10: every
+    activation constraint then silently does nothing and XLA propagates the weights' split into
+    the activations.)
+
+    Entered again for the same mesh (a jitted function called while an outer jit is traced under
+    this context, as tools.aot lowers the trainer's step) it only sets the rules: ``set_mesh``
+    refuses to run under a trace, and the mesh is already the one in force.
+    """
+    with contextlib.ExitStack() as stack:
+        if jax.sharding.get_abstract_mesh() != mesh.abstract_mesh:
+            stack.enter_context(jax.set_mesh(mesh))
+        stack.enter_context(nn.logical_axis_rules(list(rules)))
+        yield
 
 
 def rules_from_config(rules) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:

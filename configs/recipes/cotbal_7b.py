@@ -22,4 +22,8 @@ def get_config(arg: str | None = None):
     c = recipe("7b", 2, arg=arg)
     c.mode = "multitask"
     c.data.tasks = TASKS
+    # Swept with tools.aot.sweep on v5p-32 (BENCHMARKS.md section 6, variants): the decoder's remat
+    # 'dots' fits (72.8 of 88.5 GiB per chip) with the best estimated MFU, 67.9% against 53.1%
+    # for full remat (26.2 GiB); fsdp over all 16 chips, as the 7B stage 2 sweep found best.
+    c.runtime.remat_text = "dots"
     return c

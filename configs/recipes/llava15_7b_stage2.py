@@ -18,8 +18,11 @@ AOT = {
 
 def get_config(arg: str | None = None):
     c = recipe("7b", 2, arg=arg)
-    # Found with tools.aot on v5p-32 (BENCHMARKS.md section 6, variants): fsdp 8 x tensor 2 had the
-    # best estimated MFU that fits (29.8%; fsdp 4 x tensor 4 28.5%, fsdp 16 26.4%, batch 256 27.3%);
-    # remat 'dots' needs 392 GiB per chip.
-    c.mesh.shape = (1, 8, 2)
+    # Swept with tools.aot.sweep on v5p-32 under the trainer's jax.set_mesh context (BENCHMARKS.md
+    # section 6, variants): fsdp 16 with the decoder's remat 'dots' has the best estimated MFU
+    # that fits (67.9%, 72.8 of 88.5 GiB per chip); fsdp 16 with full remat 53.1% (26.2 GiB),
+    # fsdp 8 x tensor 2 44.3% (its tensor split all-reduces 41 GiB per step). The former choice,
+    # fsdp 8 x tensor 2, was made when the trainer's activation constraints were inactive.
+    c.mesh.shape = (1, 16, 1)
+    c.runtime.remat_text = "dots"
     return c

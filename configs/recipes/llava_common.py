@@ -7,8 +7,9 @@ batch 256, lr 1e-3); stage 2 trains connector + LLM on the 665K mixture (global 
 the LoRA variant uses rank 128, alpha 256, lr 2e-4), both at 2048 tokens.
 
 Each recipe file declares ``AOT = {'topology': ..., 'programs': (...)}``: the slice it is sized for and
-the functions ``python -m tools.aot`` compiles; its mesh, remat, bucket and batch are the ones
-tools.aot found to fit with the best estimated MFU there (see BENCHMARKS.md, section 6).
+the functions ``python -m tools.aot`` compiles. The paper's bucket and batch, FSDP over every chip
+and full remat are the default; a recipe swept with tools.aot.sweep records the variant that fits
+with the best estimated MFU there, with a comment (BENCHMARKS.md, section 6, lists the variants).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,6 +19,8 @@ class Projection(nn.Module):
     kernel: in_shape + out_shape (e.g. [C, heads, head_dim] for q_proj, [heads, head_dim, C] for
     o_proj), logical names in_names + out_names; bias: out_shape.
     x [B, S, *in_shape] -> y [B, S, *out_shape] in ``dtype`` (float32 with ``float32_output``).
+    kernel_init: ``(rng, shape, dtype) -> array`` for the full kernel shape (default: fan-in
+    truncated normal over the in_shape dims); the names are attached here.
     """
 
     in_shape: tuple[int, ...]
@@ -28,12 +31,13 @@ class Projection(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     float32_output: bool = False  # the LM head: logits accumulated and returned in float32
+    kernel_init: Callable[..., jax.Array] | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, lowrank: LowRankHook | None = None) -> jax.Array:
         n_in = len(self.in_shape)
         n_out = len(self.out_shape)
-        init = nn.initializers.variance_scaling(
+        init = self.kernel_init or nn.initializers.variance_scaling(
             1.0,
             "fan_in",
             "truncated_normal",

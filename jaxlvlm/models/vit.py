@@ -20,6 +20,7 @@ from jaxlvlm.models.activations import get_activation
 from jaxlvlm.models.attention import attend
 from jaxlvlm.models.config import RuntimeConfig, VisionConfig
 from jaxlvlm.models.decoder_layer import remat_policy
+from jaxlvlm.models.projection import Projection
 
 _KERNEL_INIT = nn.initializers.normal(stddev=0.02)
 
@@ -41,7 +42,14 @@ def _layer_norm(cfg: VisionConfig, runtime: RuntimeConfig, name: str) -> nn.Laye
 
 
 class ViTAttention(nn.Module):
-    """Multi-head self-attention with q/k/v/out projections (all with bias)."""
+    """Multi-head self-attention with q/k/v/out projections (all with bias).
+
+    The projections are ``Projection`` modules, whose kernels are created in their full shape
+    ([D, heads, head_dim] for q/k/v, [heads, head_dim, D] for out): flax's ``DenseGeneral``
+    initialises a flat [D, heads * head_dim] kernel and unboxes it under the logical names of the
+    full one, which fails as soon as a mesh is set (``jax.set_mesh``). Names, shapes and the
+    normal(0.02) initial values are those ``DenseGeneral`` gave.
+    """
 
     config: VisionConfig
     runtime: RuntimeConfig
@@ -50,28 +58,22 @@ class ViTAttention(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [M, T, D] -> [M, T, D]."""
         cfg, rt = self.config, self.runtime
+        heads = (cfg.num_heads, cfg.head_dim)
+        head_names = ("heads", "head_dim")
         proj = functools.partial(
-            nn.DenseGeneral,
-            features=(cfg.num_heads, cfg.head_dim),
-            axis=-1,
+            Projection,
+            use_bias=True,
             dtype=jnp.dtype(rt.compute_dtype),
             param_dtype=jnp.dtype(rt.param_dtype),
-            kernel_init=_lp(_KERNEL_INIT, ("vit_embed", "heads", "head_dim")),
-            bias_init=_lp(nn.initializers.zeros, ("heads", "head_dim")),
+            kernel_init=_KERNEL_INIT,
         )
-        q = proj(name="q_proj")(x)
-        k = proj(name="k_proj")(x)
-        v = proj(name="v_proj")(x)
+        qkv = functools.partial(proj, (cfg.hidden_size,), heads, ("vit_embed",), head_names)
+        q = qkv(name="q_proj")(x)
+        k = qkv(name="k_proj")(x)
+        v = qkv(name="v_proj")(x)
         o = attend(q, k, v, None, causal=False, backend=rt.attention_backend)
-        return nn.DenseGeneral(
-            features=cfg.hidden_size,
-            axis=(-2, -1),
-            dtype=jnp.dtype(rt.compute_dtype),
-            param_dtype=jnp.dtype(rt.param_dtype),
-            kernel_init=_lp(_KERNEL_INIT, ("heads", "head_dim", "vit_embed")),
-            bias_init=_lp(nn.initializers.zeros, ("vit_embed",)),
-            name="out_proj",
-        )(o)
+        out = proj(heads, (cfg.hidden_size,), head_names, ("vit_embed",), name="out_proj")
+        return out(o)
 
 
 class ViTMLP(nn.Module):

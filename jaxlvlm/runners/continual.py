@@ -22,6 +22,7 @@ import os
 import jax
 import numpy as np
 
+from jaxlvlm import sharding as shd
 from jaxlvlm.data.pipeline import make_train_iterator
 from jaxlvlm.eval import continual_metrics as cm
 from jaxlvlm.eval import plots
@@ -151,7 +152,7 @@ def _pool_task(config, phase_dir, sources, stream, t, carried, s: ContinualSetti
         )
         wrap = CL.embedding_wrapper(s, tid)
         batches = wrap(batches, run) if wrap is not None else batches
-        with run.mesh:
+        with shd.mesh_context(run.mesh, run.rules):
             carried["pool"] = CL.align_keys(
                 carried["params"], carried["pool"], batches, pcfg, s, tid
             )

@@ -28,8 +28,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from flax import linen as nn
 
+from jaxlvlm import sharding as shd
 from jaxlvlm.data.pipeline import make_train_iterator
 from jaxlvlm.files import PathLike, read_json, run_path, write_json_atomic
 from jaxlvlm.train import run_setup as RS
@@ -165,11 +165,11 @@ def jit_phase_step(run: RS.Run, setup: S.StateSetup, hooks: MethodHooks) -> Call
     post = jax.jit(hooks.after_step, out_shardings=ms_sharding) if hooks.after_step else None
 
     def step_fn(state: TrainState, batch: dict):
-        with run.mesh, nn.logical_axis_rules(list(run.rules)):
+        with shd.mesh_context(run.mesh, run.rules):
             if pre is not None:
                 state = state.replace(method_state=pre(state.method_state, batch, state.step))
         state, metrics = base(state, batch)
-        with run.mesh, nn.logical_axis_rules(list(run.rules)):
+        with shd.mesh_context(run.mesh, run.rules):
             if post is not None:
                 state = state.replace(method_state=post(state, batch, metrics))
         return state, metrics

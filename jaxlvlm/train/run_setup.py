@@ -17,6 +17,7 @@ from etils import epath
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from jaxlvlm import sharding as shd
 from jaxlvlm.convert import load_converted
 from jaxlvlm.convert.api import read_converted_meta
 from jaxlvlm.data.pipeline import DataConfig, ImageConfig, make_eval_batches
@@ -161,7 +162,7 @@ def make_weights_evaluator(run: Run):
             return lora_to_lowrank(lora, c.lora.alpha, c.lora.rank) if lora else None
 
         gen = make_generate_fn(run.model, c.eval.max_new_tokens, eos_id, pad_id, lowrank)
-        with run.mesh, nn.logical_axis_rules(list(run.rules)):
+        with shd.mesh_context(run.mesh, run.rules):
             return evaluate(
                 lambda b: gen(params, b), batches, run.tokenizer, eos_id=eos_id, mesh=run.mesh
             )

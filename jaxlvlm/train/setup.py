@@ -138,8 +138,7 @@ def plan_train_state(
     init_rng, lora_rng, state_rng = jax.random.split(rng, 3)
     inputs = dummy_inputs(cfg)
     boxed = jax.eval_shape(lambda r: model.init(r, **inputs), init_rng)["params"]
-    with mesh:
-        param_shardings = shd.params_sharding(boxed, mesh, rules)
+    param_shardings = shd.params_sharding(boxed, mesh, rules)
     abstract_params = nn.meta.unbox(boxed)
     text = cfg.text if isinstance(cfg, LVLMConfig) else cfg
     lora_on = bool(config.lora.enabled)
@@ -184,7 +183,7 @@ def plan_train_state(
     abstract = shd.abstract_like(abstract_state, shardings)
 
     def create(params: Any = None) -> TrainState:
-        with mesh, nn.logical_axis_rules(list(rules)):
+        with shd.mesh_context(mesh, rules):
             if params is None:
                 return jax.jit(lambda ms: build_state(None, ms), out_shardings=shardings)(
                     method_state
@@ -260,7 +259,7 @@ def jit_train_step(
                 out_shardings=(setup.shardings, rep),
                 donate_argnums=(0,),
             )
-        with mesh, nn.logical_axis_rules(list(rules)):
+        with shd.mesh_context(mesh, rules):
             return compiled[key](state, batch)
 
     return run

@@ -104,7 +104,13 @@ def test_every_parameter_has_logical_axis_names(scan):
 
 
 def test_decoder_shards_over_a_mesh_like_the_unsharded_forward():
-    from jaxlvlm.sharding import DEFAULT_RULES, make_mesh, params_sharding, sharded_fraction
+    from jaxlvlm.sharding import (
+        DEFAULT_RULES,
+        make_mesh,
+        mesh_context,
+        params_sharding,
+        sharded_fraction,
+    )
 
     cfg = dataclasses.replace(GQA, vocab_size=128)
     model = CausalLM(cfg, RuntimeConfig(scan_layers=True))
@@ -115,7 +121,7 @@ def test_decoder_shards_over_a_mesh_like_the_unsharded_forward():
     params = stack_layers(random_params(cfg), cfg.num_layers)
     sharded = jax.device_put(params, shardings)
     assert sharded_fraction(sharded) > 0.95
-    with mesh, nn.logical_axis_rules(DEFAULT_RULES):
+    with mesh_context(mesh, DEFAULT_RULES):
         out = jax.jit(lambda p: model.apply({"params": p}, ids, mask))(sharded)
     ref = run(model, params, ids, mask)
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=1e-5)

@@ -4,12 +4,17 @@ sharded forward (with the logical activation constraints active) equal to the un
 import jax
 import numpy as np
 import pytest
-from flax import linen as nn
 
 from jaxlvlm.models import build_model
 from jaxlvlm.models.config import LVLMConfig, TextConfig, VisionConfig
 from jaxlvlm.models.sharded_init import init_params_sharded, param_shardings, place_params
-from jaxlvlm.sharding import DEFAULT_RULES, batch_sharding, make_mesh, sharded_fraction
+from jaxlvlm.sharding import (
+    DEFAULT_RULES,
+    batch_sharding,
+    make_mesh,
+    mesh_context,
+    sharded_fraction,
+)
 
 # Every sharded dimension divides the mesh axes it maps to (2 each).
 CONFIG = LVLMConfig(
@@ -63,7 +68,7 @@ def test_sharded_init_and_forward_match_unsharded(sharded):
     inputs = [
         jax.device_put(x, batch_sharding(mesh, x.ndim)) for x in (ids, mask, pixels, num_images)
     ]
-    with mesh, nn.logical_axis_rules(list(DEFAULT_RULES)):
+    with mesh_context(mesh, DEFAULT_RULES):
         got = jax.jit(forward)(params, *inputs)
     assert not got.sharding.is_fully_replicated
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
@@ -79,3 +84,32 @@ def test_host_params_placed_with_the_same_shardings(sharded):
     assert len(leaves) == len(specs)
     for array, sharding in zip(leaves, specs, strict=True):
         assert array.sharding == sharding
+
+
+def _constraints(lowered) -> int:
+    """Sharding constraints in a lowered program (Shardy's op, or GSPMD's custom call)."""
+    text = lowered.as_text()
+    return text.count("sdy.sharding_constraint") + text.count("@Sharding")
+
+
+def test_activation_constraints_reach_the_program_under_mesh_context(sharded):
+    """mesh_context (jax.set_mesh + rules) lets the models' nn.with_logical_constraint calls into
+    the program: one per decoder layer, the merged embeddings and the ViT's input at least (the
+    ViT's layers past the feature layer are not run). A bare
+    ``with mesh:`` drops them all in jax >= 0.10 (flax reads the abstract mesh it leaves empty)."""
+    mesh, model, params = sharded
+    ids, mask, pixels, num_images = _batch()
+    forward = jax.jit(lambda p, *a: model.apply({"params": p}, *a))
+    with mesh_context(mesh, DEFAULT_RULES):
+        applied = _constraints(forward.lower(params, ids, mask, pixels, num_images))
+    assert applied >= CONFIG.text.num_layers + 2
+    # Entered again inside a trace under the same mesh (tools.aot lowers the trainer's step so),
+    # the context only re-applies the rules instead of failing in jax.set_mesh.
+    with mesh_context(mesh, DEFAULT_RULES):
+        nested = jax.jit(lambda p, *a: _nested_forward(model, mesh, p, *a))
+        assert _constraints(nested.lower(params, ids, mask, pixels, num_images)) == applied
+
+
+def _nested_forward(model, mesh, params, *args):
+    with mesh_context(mesh, DEFAULT_RULES):
+        return model.apply({"params": params}, *args)

@@ -11,6 +11,7 @@ import pytest
 from tools.aot.analysis import parse_hbm_oom
 from tools.aot.chips import GB, parse_topology
 from tools.aot.hlo_collectives import collective_stats
+from tools.aot.sweep import parse_variant, rank
 
 needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
@@ -64,6 +65,26 @@ ENTRY %main (a: f32[8]) -> f32[32] {
     assert stats["reduce-scatter"]["count"] == 0
 
 
+def test_sweep_variants_parse_to_config_overrides_and_rank_fitting_first():
+    label, flags = parse_variant("mesh1x8x2 mesh.shape=(1,8,2) runtime.remat_text=dots")
+    assert label == "mesh1x8x2"
+    assert flags == ["--config.mesh.shape=(1,8,2)", "--config.runtime.remat_text=dots"]
+    with pytest.raises(ValueError, match="key=value"):
+        parse_variant("bad mesh.shape")
+
+    def report(fits, mfu):
+        return {"programs": [{"memory": {"fits": fits}, "estimated_mfu": mfu}]}
+
+    reports = {
+        "a": report(True, 0.30),
+        "big": report(False, None),
+        "b": report(True, 0.41),
+        "c": report(True, None),
+        "d": report(False, 0.9),  # a high estimate that does not fit ranks after every fitting one
+    }
+    assert [t[0] for t in rank(reports)] == ["b", "a", "c", "d", "big"]
+
+
 @needs_libtpu
 def test_demo_train_step_compiles_for_v5e_4_and_reports_memory_and_flops():
     from configs.demo import get_config
@@ -82,3 +103,30 @@ def test_demo_train_step_compiles_for_v5e_4_and_reports_memory_and_flops():
     assert entry["model_flops_per_device"] > 0
     assert 0.5 < entry["xla_flops_per_device"] / entry["model_flops_per_device"] < 3.0
     assert entry["collectives"]["all-gather"]["count"] > 0  # parameters are fsdp-sharded
+
+
+def test_before_after_table_matches_recipe_files_and_programs(tmp_path):
+    import json
+
+    from tools.aot.table import GIB, comparison
+
+    def report(total_gib, fits, mfu, all_reduce_gib, programs=("train_step",)):
+        coll = {"all-reduce": {"count": 3, "bytes": all_reduce_gib * GIB}} if fits else {}
+        entry = {"memory": {"total_bytes": total_gib * GIB, "fits": fits}, "estimated_mfu": mfu}
+        return {
+            "recipe": "r",
+            "mesh": {"data": 1, "fsdp": 8, "tensor": 1},
+            "programs": [{"program": p, "collectives": coll, **entry} for p in programs],
+        }
+
+    legacy, now = tmp_path / "legacy", tmp_path / "now"
+    legacy.mkdir(), now.mkdir()
+    (legacy / "r__v5p-16.json").write_text(json.dumps(report(120.0, False, None, 0)))
+    (now / "r__v5p-16.json").write_text(json.dumps(report(40.0, True, 0.5, 2, ("train_step", "x"))))
+    (legacy / "gone__v5p-8.json").write_text(json.dumps(report(1.0, True, 0.1, 1)))
+    lines = comparison(str(now), str(legacy)).splitlines()
+    # Header, separator and the one program found in both; 'gone' has no current compile.
+    assert lines[2:] == [
+        "| r | train_step | 1x8x1 -> 1x8x1 | 120.0 (no fit) -> 40.0 | n/a -> 50.0% | n/a -> 2 "
+        "| n/a -> 0 |"
+    ]

@@ -26,13 +26,6 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "recipe config (file.p
 _TOPOLOGY = flags.DEFINE_string("topology", None, "v5p-128 | v5e-8 | v6e-64 | v5p:4x4x4 ...")
 _PROGRAMS = flags.DEFINE_string("programs", None, "comma list of programs to compile")
 _OUT = flags.DEFINE_string("out", None, "JSON output path ('' = none)")
-_MESH_CONTEXT = flags.DEFINE_enum(
-    "mesh_context",
-    "legacy",
-    ["legacy", "set_mesh"],
-    "legacy: trace under `with mesh:` as the trainer does (flax activation constraints inactive); "
-    "set_mesh: under jax.set_mesh (constraints applied)",
-)
 flags.mark_flags_as_required(["config"])
 
 
@@ -43,7 +36,7 @@ def main(argv) -> None:
 
     path = config_flags.get_config_filename(flags.FLAGS["config"])
     programs = _PROGRAMS.value.split(",") if _PROGRAMS.value else None
-    report = compile_recipe(_CONFIG.value, path, _TOPOLOGY.value, programs, _MESH_CONTEXT.value)
+    report = compile_recipe(_CONFIG.value, path, _TOPOLOGY.value, programs)
     print_report(report)
     out = default_out_path(report) if _OUT.value is None else _OUT.value
     if out:

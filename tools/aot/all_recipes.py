@@ -1,4 +1,4 @@
-"""python -m tools.aot.all_recipes [--only name,name] [--mesh_context legacy|set_mesh]
+"""python -m tools.aot.all_recipes [--only name,name]
 
 Compiles every recipe of configs/recipes/ that declares AOT settings, one process each (libtpu's
 compile memory is returned between recipes), writes bench_results/aot/<recipe>__<topology>.json,
@@ -32,7 +32,6 @@ def recipe_files() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default="", help="comma list of recipe names (file stems)")
-    p.add_argument("--mesh_context", default="legacy", choices=["legacy", "set_mesh"])
     args = p.parse_args(argv)
     only = {s for s in args.only.split(",") if s}
     failed = []
@@ -42,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name}", flush=True)
         cmd = [sys.executable, "-m", "tools.aot", f"--config={path}"]
-        cmd.append(f"--mesh_context={args.mesh_context}")
         if subprocess.run(cmd, check=False).returncode != 0:
             failed.append(name)
     update_benchmarks()

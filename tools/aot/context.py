@@ -27,7 +27,6 @@ class AotContext:
     mesh: Mesh
     rules: tuple
     batch: BatchShape
-    mesh_context: str = "legacy"  # 'set_mesh' | 'legacy' (see tools.aot.programs._rules)
 
 
 def _model_config(config, kind: str):
@@ -44,20 +43,13 @@ def _model_config(config, kind: str):
     return S.model_config_from(config, load_tokenizer(config.tokenizer))
 
 
-MESH_CONTEXTS = ("set_mesh", "legacy")
-
-
-def make_context(
-    config, topology: Topology, mesh_context: str = "legacy", kind: str = "lvlm"
-) -> AotContext:
+def make_context(config, topology: Topology, kind: str = "lvlm") -> AotContext:
     """Builds the model (no parameters) and the config's mesh over ``topology``'s devices.
     kind: 'lvlm' (config.model) or 'text' (config.model.text only)."""
-    if mesh_context not in MESH_CONTEXTS:
-        raise ValueError(f"--mesh_context={mesh_context!r}: choose one of {MESH_CONTEXTS}")
     model_cfg = _model_config(config, kind)
     model = S.build(model_cfg, S.runtime_from(config))
     mesh = shd.make_mesh(tuple(config.mesh.shape), topology_devices(topology))
     rules = shd.rules_from_config(list(config.mesh.rules) or None)
     batch = BatchShape.from_config(config, model_cfg)
     check_batch_divides(batch, mesh)
-    return AotContext(config, topology, model_cfg, model, mesh, rules, batch, mesh_context)
+    return AotContext(config, topology, model_cfg, model, mesh, rules, batch)

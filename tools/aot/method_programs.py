@@ -130,8 +130,11 @@ def lower_sample_features(ctx: AotContext) -> Program:
     shape = dataclasses.replace(ctx.batch, rows=rows)
     batch = abstract_batch(shape, ctx.model_cfg, ctx.mesh)
     key = _replicated(ctx, jax.eval_shape(lambda: jax.random.PRNGKey(0)))
+    # Planned outside the tracing context: planning runs small eager ops (the init key), which
+    # under jax.set_mesh would be placed on the mesh's devices, here abstract TPU ones.
+    params = _frozen_params(ctx)
     with tracing_context(ctx):
-        lowered = jax.jit(fn).lower(_frozen_params(ctx), _replicated(ctx, lora), batch, key)
+        lowered = jax.jit(fn).lower(params, _replicated(ctx, lora), batch, key)
     # Per sample: forward + backward for the gradient (3 forwards) and two scoring forwards.
     flops = train_step_flops(ctx) * 5.0 / 3.0 * rows / ctx.batch.rows
     return Program("sample_features", lowered, flops, shape.tokens)

@@ -6,13 +6,11 @@ model-FLOP count for one call (jaxlvlm.train.flops), so MFU is the project's FLO
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxlvlm import sharding as shd
@@ -37,21 +35,11 @@ class Program:
     tokens: int
 
 
-@contextlib.contextmanager
 def tracing_context(ctx: AotContext):
-    """The mesh and logical rules in force while tracing.
-
-    flax's ``with_logical_constraint`` reads the mesh set by ``jax.set_mesh``; the legacy
-    ``with mesh:`` leaves it empty and every activation constraint becomes a no-op (the trainer's
-    context in jax 0.10 / flax 0.12). ``ctx.mesh_context`` picks which one the compile sees:
-    'set_mesh' (constraints applied) or 'legacy' (what jit_train_step's own context gives).
-    """
-    with contextlib.ExitStack() as stack:
-        if ctx.mesh_context == "set_mesh":
-            stack.enter_context(jax.sharding.set_mesh(ctx.mesh))
-        stack.enter_context(ctx.mesh)
-        stack.enter_context(nn.logical_axis_rules(list(ctx.rules)))
-        yield
+    """The mesh and logical rules in force while tracing: the trainer's own context
+    (jaxlvlm.sharding.mesh_context: ``jax.set_mesh`` plus the rules, activation constraints
+    applied), so a compile here is the program the run compiles."""
+    return shd.mesh_context(ctx.mesh, ctx.rules)
 
 
 def train_step_flops(ctx: AotContext) -> float:

@@ -14,6 +14,7 @@ from tools.aot.chips import parse_topology
 from tools.aot.context import make_context
 from tools.aot.method_programs import default_programs, program_builders
 
+MESH_CONTEXT = "set_mesh"  # jaxlvlm.sharding.mesh_context, as the trainer traces
 NOTE = (
     "Estimates are XLA's cost model for the compiled program (optimal_seconds), not a measurement; "
     "MFU = the project's model FLOPs per device / (estimated seconds x the chip's bf16 peak)."
@@ -35,7 +36,6 @@ def compile_recipe(
     config_path: str,
     topology: str | None = None,
     programs: list[str] | None = None,
-    mesh_context: str = "legacy",
 ) -> dict[str, Any]:
     """Compiles the recipe's programs for ``topology`` (default: the recipe's AOT['topology']).
 
@@ -50,7 +50,7 @@ def compile_recipe(
             f"{config_path} has no AOT['topology']; pass --topology (e.g. v5p-128 or v5e-8)"
         )
     top = parse_topology(name)
-    ctx = make_context(config, top, mesh_context, aot.get("model", "lvlm"))
+    ctx = make_context(config, top, aot.get("model", "lvlm"))
     wanted = programs or list(aot.get("programs", ())) or default_programs(config)
     builders = program_builders()
     unknown = [p for p in wanted if p not in builders]
@@ -82,7 +82,9 @@ def compile_recipe(
             "loss_chunk": config.train.loss_chunk,
             "grad_accum": config.train.grad_accum,
         },
-        "mesh_context": mesh_context,
+        # How the program was traced. Reports written before the trainer moved to jax.set_mesh
+        # say 'legacy' (`with mesh:`, activation constraints inactive); see BENCHMARKS.md 6.
+        "mesh_context": MESH_CONTEXT,
         "jax_version": jax.__version__,
         "note": NOTE,
         "programs": entries,
@@ -90,9 +92,8 @@ def compile_recipe(
 
 
 def default_out_path(report: dict[str, Any]) -> str:
-    """bench_results/aot/<recipe>__<topology>[__set_mesh].json"""
-    suffix = "" if report["mesh_context"] == "legacy" else f"__{report['mesh_context']}"
-    name = f"{report['recipe']}__{report['topology']}{suffix}.json"
+    """bench_results/aot/<recipe>__<topology>.json"""
+    name = f"{report['recipe']}__{report['topology']}.json"
     return os.path.join("bench_results", "aot", name)
 
 

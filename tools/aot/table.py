@@ -1,7 +1,9 @@
 """The BENCHMARKS.md AOT tables, generated from the committed JSON under bench_results/aot/.
 
 python -m tools.aot.table   rewrites the blocks between the markers in BENCHMARKS.md: the recipes
-(bench_results/aot/*.json) and the variants tried for them (bench_results/aot/sweeps/*.json).
+(bench_results/aot/*.json), the variants tried for them (bench_results/aot/sweeps/*.json) and each
+recipe's program before and after the trainer moved from `with mesh:` to jax.set_mesh (the former
+compiles are kept in bench_results/aot/legacy/).
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ import json
 import os
 
 RESULTS = os.path.join("bench_results", "aot")
-# marker name -> the folder whose JSON fills the block
-BLOCKS = {"aot-table": RESULTS, "aot-sweep": os.path.join(RESULTS, "sweeps")}
+LEGACY = os.path.join(RESULTS, "legacy")
 GIB = 2.0**30
 
 
@@ -46,8 +47,9 @@ def rows(results_dir: str = RESULTS) -> list[str]:
         with open(path) as f:
             r = json.load(f)
         mesh = "x".join(str(v) for v in r["mesh"].values())
+        # Reports of the old `with mesh:` tracing (constraints inactive) are marked as such.
         context = r.get("mesh_context", "legacy")
-        label = r["recipe"] + ("" if context == "legacy" else f" [{context}]")
+        label = r["recipe"] + (" [legacy]" if context == "legacy" else "")
         for e in r["programs"]:
             m = e["memory"]
             used = f"{m['total_bytes'] / GIB:.1f} / {m['hbm_bytes'] / GIB:.1f}"
@@ -86,17 +88,73 @@ def table(results_dir: str = RESULTS) -> str:
     return "\n".join([head, *rows(results_dir)])
 
 
+def _gib(collectives: dict, kind: str) -> str:
+    """GiB moved by one kind of collective; n/a for a program libtpu refused (no HLO to read)."""
+    if not collectives:
+        return "n/a"
+    return f"{collectives.get(kind, {}).get('bytes', 0.0) / GIB:.0f}"
+
+
+def _before_after(before: dict, after: dict) -> list[str]:
+    """HBM, fit, MFU and the all-reduce / all-gather bytes of one program, 'before -> after'."""
+    cells = []
+    for m in (before["memory"], after["memory"]):
+        cells.append(f"{m['total_bytes'] / GIB:.1f}" + ("" if m["fits"] else " (no fit)"))
+    hbm = " -> ".join(cells)
+    mfu = " -> ".join(
+        "n/a" if e["estimated_mfu"] is None else f"{100 * e['estimated_mfu']:.1f}%"
+        for e in (before, after)
+    )
+    coll = [
+        " -> ".join(_gib(e["collectives"], kind) for e in (before, after))
+        for kind in ("all-reduce", "all-gather")
+    ]
+    return [hbm, mfu, *coll]
+
+
+def comparison(results_dir: str = RESULTS, legacy_dir: str = LEGACY) -> str:
+    """One row per program compiled both under the former `with mesh:` tracing (legacy_dir) and
+    now (results_dir), matched by file name (recipe and topology) and program."""
+    head = (
+        "| recipe | program | mesh | HBM GiB per chip | est. MFU | all-reduce GiB per step | "
+        "all-gather GiB per step |\n|---|---|---|---|---|---|---|"
+    )
+    out = [head]
+    for path in sorted(glob.glob(os.path.join(legacy_dir, "*.json"))):
+        now = os.path.join(results_dir, os.path.basename(path))
+        if not os.path.exists(now):
+            continue
+        with open(path) as f, open(now) as g:
+            old, new = json.load(f), json.load(g)
+        new_programs = {e["program"]: e for e in new["programs"]}
+        mesh = " -> ".join("x".join(str(v) for v in r["mesh"].values()) for r in (old, new))
+        for e in old["programs"]:
+            if e["program"] in new_programs:
+                cells = [old["recipe"], e["program"], mesh]
+                cells += _before_after(e, new_programs[e["program"]])
+                out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+# marker name -> the generated text of its block
+BLOCKS = {
+    "aot-table": lambda: table(RESULTS),
+    "aot-sweep": lambda: table(os.path.join(RESULTS, "sweeps")),
+    "aot-legacy": comparison,
+}
+
+
 def update_benchmarks(path: str = "BENCHMARKS.md") -> None:
     """Replaces each marked block of ``path`` with its table (each marker pair must exist once)."""
     with open(path) as f:
         text = f.read()
-    for name, folder in BLOCKS.items():
+    for name, make in BLOCKS.items():
         begin, end = _markers(name)
         if text.count(begin) != 1 or text.count(end) != 1:
             raise ValueError(f"{path} must hold the markers once each:\n{begin}\n{end}")
         before, rest = text.split(begin)
         _, after = rest.split(end)
-        text = f"{before}{begin}\n{table(folder)}\n{end}{after}"
+        text = f"{before}{begin}\n{make()}\n{end}{after}"
     with open(path, "w") as f:
         f.write(text)
 

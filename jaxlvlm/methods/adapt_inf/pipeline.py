@@ -17,8 +17,8 @@ import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 
+from jaxlvlm import sharding as shd
 from jaxlvlm.data.composition import DataPool
 from jaxlvlm.data.pipeline import make_train_iterator, sources_from_config
 from jaxlvlm.methods.adapt_inf.cluster_report import task_cluster_counts
@@ -105,7 +105,7 @@ def pool_features(
     u_all = np.zeros((len(indices), s.proj_dim), np.float32)
     s_all = np.zeros((len(SCORER_NAMES), len(indices)), np.float32)
     seen = np.zeros(len(indices), bool)
-    with run.mesh, nn.logical_axis_rules(list(run.rules)):
+    with shd.mesh_context(run.mesh, run.rules):
         for batch in it:
             u, scores = fn(params, lora, batch, key)
             u, scores = np.asarray(u), {k: np.asarray(v) for k, v in scores.items()}
