@@ -135,6 +135,22 @@ def inside_table(cells: Cells) -> list[str]:
     return plots.markdown_table(header, rows)
 
 
+def cluster_table(cells: Cells) -> list[str]:
+    """Cluster sizes at every step of every clustered cell (the pool rows per cluster)."""
+    rows = []
+    for a in cells.present(APPROACHES):
+        for seed, s in zip(cells.seeds(a), cells.summaries(a), strict=True):
+            for st in s["steps"] if "steps" in s else []:
+                if "cluster_sizes" in st:
+                    rows.append([a, seed, st["step"], " / ".join(map(str, st["cluster_sizes"])),
+                                 " / ".join(st.get("scorer_per_cluster", []))])  # fmt: skip
+    if not rows:
+        return ["No clustered cell."]
+    return plots.markdown_table(
+        ["approach", "seed", "step", "cluster sizes", "scorer per cluster"], rows
+    )
+
+
 def base_table(cells: Cells) -> list[str]:
     rows = []
     for a in cells.present(APPROACHES):
@@ -159,6 +175,11 @@ def render(cells: Cells) -> list[str]:
     ]
     out += final_row_table(cells) + ["", "The claims of docs/benchmark.md:", ""]
     out += claim_rows + [""] + (sentences + [""] if sentences else []) + ["Inside the runs:", ""]
-    out += inside_table(cells) + ["", "The base model every approach starts from (per seed):", ""]
+    out += inside_table(cells) + [
+        "",
+        "Cluster sizes (pool rows) and the scorer chosen per cluster:",
+        "",
+    ]
+    out += cluster_table(cells) + ["", "The base model every approach starts from (per seed):", ""]
     out += base_table(cells)
     return out
