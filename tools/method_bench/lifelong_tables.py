@@ -94,7 +94,12 @@ def claims(cells: Cells) -> tuple[list[str], list[str]]:
         boot = paired_bootstrap(*(100.0 * pooled_scores(cells, x, common) for x in (a, b)))
         word = verdict(diff)
         rows.append([num, text, fmt_interval(diff), fmt_interval(boot), word])
-        sentences.append(f"- Claim {num} ({text}): **{word}** over seeds {common}.")
+        note = ""
+        if word == "not separated" and boot.excludes_zero():
+            side = "in the paper's direction" if boot.mean > 0 else "against the paper's direction"
+            note = (f" The paired bootstrap over test samples excludes zero ({side}): the "
+                    "test-sample noise is small, the seed-to-seed spread is not.")  # fmt: skip
+        sentences.append(f"- Claim {num} ({text}): **{word}** over seeds {common}.{note}")
     if not rows:
         return ["No claim is decided yet: each needs at least two seeds of both approaches."], []
     header = ["claim", "paper's direction", "difference (+ margin), seeds, 95%",
