@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     print_table(rows, ["flags", "step_s", "range_s", "vs_default", "tok_s", "max_loss_diff",
                        "matmul_gflops", "compile_s", "error"])  # fmt: skip
     payload = {"config": a.config, "rounds": a.rounds, "iters": a.iters, "rows": rows,
-               "raw": results, "machine": monitor.result(),
+               "raw": results, "quiet": monitor.result(),
                "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
     write_json(a.out, payload)
     return payload
