@@ -4,11 +4,21 @@
     python -m jaxlvlm.main --config configs/cotbal_builtin.py:weightings=ew+tla+dwa+cotbal,stl=true ...
     python -m jaxlvlm.main --config configs/cotbal_builtin.py:cotbal_file=runs/cotbal/probe_scores.json ...
 
-Colon arguments: test, steps (final runs), probe_steps (0: the paper's stopping rule below; > 0: fixed
-steps), num (train samples per task), eval_num,
-weightings ('+'-separated from ew, tla, dwa, rlw, cotbal), stl (train single-task references for dI/dE),
-cotbal_file (skip the probes), tau.
+Colon arguments: test, scenario, steps (final runs), probe_steps (0: the paper's stopping rule below;
+> 0: fixed steps), num (train samples per task), eval_num, val_num (the probes' validation),
+weightings ('+'-separated from ew, tla, dwa, rlw, cotbal; empty with stl=true: the references only),
+stl (train single-task references for dI/dE; in the transfer scenario at equal total steps and at
+equal per-task exposure), cotbal_file (skip the probes), tau, base_steps, base_eval_every.
 The text-only task (arithmetic) keeps weight 1, as ShareGPT does in the paper.
+
+Scenarios:
+- from_scratch (default): four tasks (counting, digits, digit_pair, arithmetic) trained from the
+  model's init: the first comparison run (docs/method_runs/cotbal).
+- transfer: the benchmark's scenario (docs/benchmark.md, CoTBal): five tasks with known, asymmetric
+  transfer and different difficulty (digits; digit_pair, which contains digits as a sub-skill;
+  counting and counting_noisy, one skill clean and noisy; arithmetic, text only), every run starting
+  from a base trained until its validation score stops improving on other domains and families
+  (digits and counting on textured images, colours).
 
 Accelerator recipe (LLaVA-1.5-7B, docs/methods.md section 1(c)): convert the checkpoint
 (tools/convert_checkpoint.py) and set init_from, tokenizer, data.sources to the Academic mixture (LLaVA JSON -> TFDS), tau=0.5,
@@ -23,30 +33,59 @@ from configs.common import base_config, parse_arg, shrink_for_test, use_small_bu
 # Four tasks of different difficulty that the small model learns from scratch within a CPU budget
 # (the scene families stay near chance at this budget, see the README's demo section).
 FAMILIES = ("counting", "digits", "digit_pair", "arithmetic")
+# (family, domain, task): the transfer scenario's tasks.
+TRANSFER_TASKS = (
+    ("digits", "plain", "digits"),
+    ("digit_pair", "plain", "digit_pair"),
+    ("counting", "plain", "counting"),
+    ("counting", "noisy", "counting_noisy"),
+    ("arithmetic", "plain", "arithmetic"),
+)
+# The base sees digits and counting only on textured images, and colours: every task is new to it
+# by domain (digits, counting, counting_noisy) or by skill (digit_pair, arithmetic).
+TRANSFER_BASE = (("digits", "textured"), ("counting", "textured"), ("attribute", "plain"))
+BASE_LR = 5e-4  # full training of the base from scratch (at 2e-3 it never learns to read images)
+SCENARIOS = ("from_scratch", "transfer")
+
+
+def _tasks(scenario: str) -> tuple:
+    if scenario == "from_scratch":
+        return tuple((f, "plain", f) for f in FAMILIES)
+    if scenario == "transfer":
+        return TRANSFER_TASKS
+    raise ValueError(f"configs/cotbal_builtin.py: scenario={scenario!r}; choose from {SCENARIOS}")
+
+
+def _specs(tasks, split: str, num: int) -> tuple:
+    return tuple(
+        dict(type="builtin", family=f, domain=d, split=split, num=num, task=t) for f, d, t in tasks
+    )
 
 
 def get_config(arg: str | None = None):
     a = parse_arg(
         arg,
         test=False,
+        scenario="from_scratch",
         steps=600,
         probe_steps=0,
         num=2000,
         eval_num=100,
+        val_num=100,
         weightings="cotbal",
         stl=False,
         cotbal_file="",
         tau=0.5,
+        base_steps=-1,  # -1: the scenario's (from_scratch 0, transfer 600 as a cap)
+        base_eval_every=100,
     )
+    tasks = _tasks(a.scenario)
+    transfer = a.scenario == "transfer"
     c = base_config()
     c.mode = "multitask"
-    c.data.sources = tuple(
-        dict(type="builtin", family=f, split="train", num=a.num, task=f) for f in FAMILIES
-    )
-    c.data.eval_sources = tuple(
-        dict(type="builtin", family=f, split="test", num=a.eval_num, task=f) for f in FAMILIES
-    )
-    c.data.tasks = FAMILIES
+    c.data.sources = _specs(tasks, "train", a.num)
+    c.data.eval_sources = _specs(tasks, "test", a.eval_num)
+    c.data.tasks = tuple(t for _, _, t in tasks)
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 50
     c.data.buckets = (96,)
@@ -56,8 +95,9 @@ def get_config(arg: str | None = None):
     c.train.steps = a.steps
     c.train.log_every = 25
     c.train.checkpoint_every = 100
-    # 5e-4 as in the demo: at 2e-3 the decoder never learns to read the image tokens.
-    c.optim.lr = 5e-4
+    # 5e-4 as in the demo: at 2e-3 the decoder never learns to read the image tokens. From a trained
+    # base, 3e-4 (as the continual streams' full fine-tuning of their base).
+    c.optim.lr = 3e-4 if transfer else 5e-4
     c.optim.warmup_steps = 30
     c.optim.end_lr_ratio = 0.05
     c.optim.weight_decay = 0.01
@@ -82,11 +122,20 @@ def get_config(arg: str | None = None):
     c.method.probe_max_steps_ratio = 0.5
     c.method.probe_eval_every = 50
     c.method.probe_patience = 2
-    c.method.val_sources = tuple(
-        dict(type="builtin", family=f, split="val", num=a.eval_num, task=f) for f in FAMILIES
-    )
+    c.method.val_sources = _specs(tasks, "val", a.val_num)
     c.method.unbalanced = ("arithmetic",)
     c.method.stl_steps = 0 if a.stl else -1
+    c.method.stl_exposure = bool(a.stl and transfer)
+    c.method.base_steps = (600 if transfer else 0) if a.base_steps < 0 else a.base_steps
+    c.method.base_lr = BASE_LR
+    # The base trains until its validation score on its families stops improving (checked every
+    # base_eval_every steps, 2 checks of patience), at most base_steps; 0 = exactly base_steps.
+    c.method.base_eval_every = a.base_eval_every
+    c.method.base_patience = 2
+    c.method.base_sources = tuple(
+        dict(type="builtin", family=f, domain=d, split="train", num=a.num, task=f"{f}-{d}")
+        for f, d in (TRANSFER_BASE if transfer else ())
+    )
     if a.test:
         c = shrink_for_test(c)
         c.data.sources = tuple(dict(s, num=16) for s in c.data.sources)
@@ -94,4 +143,7 @@ def get_config(arg: str | None = None):
         c.method.val_sources = tuple(dict(s, num=4) for s in c.method.val_sources)
         c.data.buckets = (96,)
         c.method.probe_steps = 2
+        c.method.base_sources = tuple(dict(s, num=16) for s in c.method.base_sources)
+        c.method.base_steps = min(c.method.base_steps, 2)
+        c.method.base_eval_every = 0
     return c

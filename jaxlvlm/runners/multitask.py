@@ -8,7 +8,11 @@ from the probe phase: the mini model and one probe per task (jaxlvlm.methods.mul
 a phase evaluated on the validation sources; V and v0 are saved to probe_scores.json, which a later
 run can pass as cotbal_file. Settings: jaxlvlm.methods.multitask.settings.
 
-Layout of the workdir: probes/mini, probes/<task>, stl/<task>, final_<weighting>/, report.md.
+With method.base_steps > 0 a base model is trained first (jaxlvlm.train.base_model) and every
+phase (probes, references, final runs) starts from it; its scores on the tasks are reported.
+
+Layout of the workdir: base/, base_eval/, probes/mini, probes/<task>, stl/<task>,
+stl_exposure/<task>, final_<weighting>/, report.md.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxlvlm.eval import plots
 from jaxlvlm.eval.continual_metrics import delta_I_E
 from jaxlvlm.files import (
     PathLike,
@@ -28,8 +31,6 @@ from jaxlvlm.files import (
     read_json,
     run_path,
     safe_name,
-    write_json_atomic,
-    write_text_atomic,
 )
 from jaxlvlm.methods import cotbal
 from jaxlvlm.methods import task_weighting as tw
@@ -42,9 +43,12 @@ from jaxlvlm.methods.multitask.probes import (
     task_source_specs,
     validation_sources,
 )
+from jaxlvlm.methods.multitask.references import exposure_steps, task_shares
 from jaxlvlm.methods.multitask.settings import MultitaskSettings
 from jaxlvlm.methods.settings import settings_from
+from jaxlvlm.runners.multitask_report import write_multitask_report
 from jaxlvlm.runners.registry import register_runner
+from jaxlvlm.train.base_model import base_params, base_scores
 from jaxlvlm.train.phase import run_phase, scores_vector
 from jaxlvlm.train.phase_config import phase_config
 from jaxlvlm.train.run_setup import task_names_from
@@ -55,9 +59,12 @@ def _phase(config, workdir, sources, eval_sources, steps, task_names, **kw):
     return run_phase(c, workdir, **kw)
 
 
-def probe_phase(config, workdir: PathLike, task_names: list[str], s: MultitaskSettings) -> dict:
-    """Trains and evaluates the mini model and one probe per task; returns V, v0, the steps each
-    probe trained, timings. probe_steps > 0: fixed steps; 0: the guidance's stopping rule."""
+def probe_phase(
+    config, workdir: PathLike, task_names: list[str], s: MultitaskSettings, params0=None
+) -> dict:
+    """Trains and evaluates the mini model and one probe per task, each from ``params0`` (None:
+    config.init_from or the model's init); returns V, v0, the steps each probe trained, timings.
+    probe_steps > 0: fixed steps; 0: the guidance's stopping rule."""
     val = validation_sources(config, s)
     ps = s.probe_settings()
     fixed = s.probe_steps > 0
@@ -70,7 +77,7 @@ def probe_phase(config, workdir: PathLike, task_names: list[str], s: MultitaskSe
             c.train.eval_every = ps.eval_every
             stop = probe_early_stop(name, task_names, s, config.train.steps)
         probe_dir = run_path(workdir) / "probes" / safe_name(name)
-        res = run_phase(c, probe_dir, need_state=False, early_stop=stop)
+        res = run_phase(c, probe_dir, need_state=False, early_stop=stop, init_params=params0)
         scores[name], wall[name], steps[name] = (
             scores_vector(res.scores, task_names),
             res.wall_s,
@@ -88,8 +95,26 @@ def probe_phase(config, workdir: PathLike, task_names: list[str], s: MultitaskSe
     return out
 
 
+def probe_learn_check(V, v0, task_names: list[str], s: MultitaskSettings) -> dict:
+    """{task: {'margin': V[i, i] - v0[i], 'passed': margin >= method.probe_learn_margin}} for every
+    balanced task: whether its probe learned it beyond the mini model (scores are 0-100, higher
+    better), the condition under which C measures transfer rather than noise (docs/benchmark.md)."""
+    out = {}
+    for i, t in enumerate(task_names):
+        if t in s.unbalanced:
+            continue
+        margin = float(V[i, i] - v0[i])
+        out[t] = {"margin": margin, "passed": bool(margin >= s.probe_learn_margin)}
+        if not out[t]["passed"]:
+            logging.warning(
+                "CoTBal probe check: the probe of %r beats the mini model by %.1f points (< %g)",
+                t, margin, s.probe_learn_margin,
+            )  # fmt: skip
+    return out
+
+
 def cotbal_task_weights(
-    config, workdir: PathLike, task_names: list[str], s: MultitaskSettings
+    config, workdir: PathLike, task_names: list[str], s: MultitaskSettings, params0=None
 ) -> dict:
     """CoTBal weights from method.cotbal_file or from the probe phase (saved for reuse)."""
     balanced = np.asarray([t not in set(s.unbalanced) for t in task_names])
@@ -97,24 +122,31 @@ def cotbal_task_weights(
     if s.cotbal_file:
         res = cotbal_weights_from_file(s.cotbal_file, task_names, s.tau, alphas)
         return {**res, "source": s.cotbal_file}
-    probes = probe_phase(config, workdir, task_names, s)
+    probes = probe_phase(config, workdir, task_names, s, params0)
     path = run_path(workdir) / "probe_scores.json"
     if jax.process_index() == 0:
         write_cotbal_inputs(path, task_names, probes["V"], probes["v0"], balanced)
     res = cotbal.weights_from_scores(probes["V"], probes["v0"], s.tau, alphas, balanced=balanced)
     out: dict[str, Any] = {k: np.asarray(v) for k, v in res.items()}
-    out.update(source=path, V=probes["V"], v0=probes["v0"], probe_wall_s=probes["wall_s"])
+    out.update(
+        source=os.fspath(path), V=probes["V"], v0=probes["v0"], probe_wall_s=probes["wall_s"]
+    )
     out["probe_steps_total"] = sum(probes["steps"].values())
     if probes["early_stop"]:
         out["probe_steps"] = {**probes["steps"], "max_steps": probes["max_steps"]}
     out["fallbacks"] = cotbal.fallback_lines(res, task_names)
+    out["probe_check"] = probe_learn_check(probes["V"], probes["v0"], task_names, s)
     for line in out["fallbacks"]:
         logging.warning("%s", line)
     return out
 
 
-def stl_scores(config, workdir: PathLike, task_names: list[str], s: MultitaskSettings):
-    """Single-task reference scores [T] (0-100) from stl_file or STL runs (or None), and seconds."""
+def stl_scores(
+    config, workdir: PathLike, task_names: list[str], s: MultitaskSettings, params0=None
+) -> dict:
+    """The single-task references: {'stl': [T] scores (0-100) at equal total steps (from stl_file
+    or trained; absent when none are asked for), 'stl_exposure': [T] at equal per-task exposure
+    (with stl_exposure), '<key>_steps': steps per task, '<key>_wall_s'}."""
     if s.stl_file:
         scores = read_json(s.stl_file)
         if scores is None:
@@ -122,34 +154,50 @@ def stl_scores(config, workdir: PathLike, task_names: list[str], s: MultitaskSet
                 f"config.method.stl_file={s.stl_file!r} does not exist; give the path of an STL "
                 "run's scores JSON, or leave it empty to train the single-task references"
             )
-        return scores_vector(scores, task_names), 0.0
+        return {"stl": scores_vector(scores, task_names), "stl_wall_s": 0.0}
     if s.stl_steps < 0:
-        return None, 0.0
-    specs = task_source_specs(config, task_names)
+        return {}
     steps = s.stl_steps or config.train.steps
-    out, wall = [], 0.0
-    for t in task_names:
-        evals = [x for x in config.data.eval_sources if dict(x).get("task") == t]
-        stl_dir = run_path(workdir) / "stl" / safe_name(t)
-        evals = evals or config.data.eval_sources
-        res = _phase(config, stl_dir, specs[t], evals, steps, task_names, need_state=False)
-        out.append(100.0 * res.scores[t])
-        wall += res.wall_s
-    return np.asarray(out), wall
+    plans = {"stl": [steps] * len(task_names)}
+    if s.stl_exposure:
+        plans["stl_exposure"] = exposure_steps(config.train.steps, task_shares(config, task_names))
+    specs = task_source_specs(config, task_names)
+    out: dict[str, Any] = {}
+    for key, per_task in plans.items():
+        scores, wall = [], 0.0
+        for t, n in zip(task_names, per_task, strict=True):
+            evals = [x for x in config.data.eval_sources if dict(x).get("task") == t]
+            stl_dir = run_path(workdir) / key / safe_name(t)
+            evals = evals or config.data.eval_sources
+            res = _phase(
+                config, stl_dir, specs[t], evals, n, task_names,
+                need_state=False, init_params=params0,
+            )  # fmt: skip
+            scores.append(100.0 * res.scores[t])
+            wall += res.wall_s
+        out[key], out[f"{key}_steps"], out[f"{key}_wall_s"] = np.asarray(scores), per_task, wall
+    return out
 
 
 @register_runner("multitask", settings=MultitaskSettings)
 def run_multitask(config, workdir: PathLike) -> dict:
-    """Runs the probe phase if needed, STL references if asked, then one final run per weighting;
-    writes report.md with the per-task table, dI% / dE%, weight and contribution plots."""
+    """Trains the base model if asked (method.base_steps), runs the probe phase if needed, the
+    single-task references if asked, then one final run per weighting, every one starting from the
+    base; writes report.md with the per-task table, dI% / dE%, weight and contribution plots."""
     s = settings_from(MultitaskSettings, config.method)
     task_names = list(task_names_from(config.data))
     T = len(task_names)
     if T < 2:
         raise ValueError(f"mode 'multitask' needs at least 2 tasks, got {task_names}")
     makedirs(workdir)
-    cb = cotbal_task_weights(config, workdir, task_names, s) if "cotbal" in s.weightings else None
-    stl, stl_wall = stl_scores(config, workdir, task_names, s)
+    params0, b = None, None
+    if s.base_steps > 0:  # else every phase starts from config.init_from or the model's init
+        params0 = base_params(config, workdir, task_names, s)
+        b = base_scores(config, workdir, task_names, params0, s)
+    cb = None
+    if "cotbal" in s.weightings:
+        cb = cotbal_task_weights(config, workdir, task_names, s, params0)
+    refs = stl_scores(config, workdir, task_names, s, params0)
     finals: dict[str, Any] = {}
     for name in s.weightings:
         wcfg = tw.WeightingConfig(name, T, s.dwa_window, float(s.dwa_temperature), int(s.rlw_seed))
@@ -157,44 +205,47 @@ def run_multitask(config, workdir: PathLike) -> dict:
         final_dir = run_path(workdir) / f"final_{name}"
         res = _phase(
             config, final_dir, config.data.sources, config.data.eval_sources,
-            config.train.steps, task_names, hooks=hooks,
+            config.train.steps, task_names, hooks=hooks, init_params=params0,
         )  # fmt: skip
         finals[name] = {
             "scores": scores_vector(res.scores, task_names),
             "wall_s": res.wall_s,
             "last_weights": np.asarray(jax.device_get(res.state.method_state["task_weights"])),
         }
-    summary = _summary(task_names, finals, stl, cb, stl_wall)
+    summary = _summary(task_names, finals, refs, cb)
     if cb is not None and "probe_steps_total" in cb:
         summary["cotbal"]["probe_steps_vs_final"] = cb["probe_steps_total"] / config.train.steps
+    if b is not None:
+        summary["base_scores"] = b.tolist()
+    summary["train_steps"] = config.train.steps
     return {"summary": summary, "report": write_multitask_report(workdir, task_names, summary)}
 
 
-def _summary(task_names, finals, stl, cb, stl_wall) -> dict[str, Any]:
+def _summary(task_names, finals, refs: dict, cb) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": task_names, "runs": {}}
+    references = [k for k in ("stl", "stl_exposure") if k in refs]
     for name, f in finals.items():
         row = {
             "scores": f["scores"].tolist(),
             "wall_s": f["wall_s"],
             "last_weights": f["last_weights"].tolist(),
         }
-        if stl is not None:
-            d = delta_I_E(f["scores"], stl)
-            row.update(
-                delta_I=float(d["delta_I"]),
-                delta_E=float(d["delta_E"]),
-                I=np.asarray(d["I"]).tolist(),
-            )
+        for key in references:  # 'stl' -> delta_I, delta_E, I; 'stl_exposure' -> delta_I_exposure
+            d = delta_I_E(f["scores"], refs[key])
+            suffix = key[len("stl") :]
+            row[f"delta_I{suffix}"] = float(d["delta_I"])
+            row[f"delta_E{suffix}"] = float(d["delta_E"])
+            row[f"I{suffix}"] = np.asarray(d["I"]).tolist()
         out["runs"][name] = row
-    if stl is not None:
-        out["stl"], out["stl_wall_s"] = stl.tolist(), stl_wall
+    for key, v in refs.items():
+        out[key] = v.tolist() if isinstance(v, np.ndarray) else v
     if cb is not None:
         out["cotbal"] = _cotbal_summary(cb, finals)
     return out
 
 
 def _cotbal_summary(cb: dict, finals: dict) -> dict:
-    keys = ("lam", "C", "c_out", "c_in", "D", "V", "v0", "tau", "probe_steps")
+    keys = ("lam", "C", "c_out", "c_in", "D", "V", "v0", "tau", "probe_steps", "probe_check")
     out = {k: _plain(v) for k, v in cb.items() if k in keys}
     out["source"] = cb["source"]
     out["fallbacks"] = cb.get("fallbacks", [])
@@ -208,80 +259,3 @@ def _cotbal_summary(cb: dict, finals: dict) -> dict:
 
 def _plain(v):
     return v if isinstance(v, dict) else np.asarray(v).tolist()
-
-
-def write_multitask_report(workdir: PathLike, task_names: list[str], s: dict) -> str | None:
-    """report.md + summary.json + weights.png (+ contribution.png) in the workdir (process 0)."""
-    if jax.process_index() != 0:
-        return None
-    write_json_atomic(run_path(workdir) / "summary.json", s, what="summary")
-    lines = ["# jaxlvlm: multi-task instruction tuning with task weighting", ""]
-    lines += ["## Per-task scores (0-100, test split)", ""] + _scores_table(task_names, s) + [""]
-    if "stl" in s:
-        lines += [
-            "## Improvement and imbalance vs single-task models (docs/methods.md section 5.1)",
-            "",
-        ]
-        rows = [[n, r["delta_I"], r["delta_E"], r["wall_s"]] for n, r in s["runs"].items()]
-        lines += plots.markdown_table(["weighting", "dI %", "dE %", "wall s"], rows) + [""]
-    weights = {n: r["last_weights"] for n, r in s["runs"].items()}
-    png = plots.plot_weights(weights, task_names, run_path(workdir) / "weights.png")
-    lines += [
-        "## Task weights (CoTBal: static; others: the last step's)",
-        "",
-        f"![weights]({png})",
-        "",
-    ]
-    if s.get("cotbal"):
-        lines += _cotbal_section(workdir, task_names, s["cotbal"])
-    path = run_path(workdir) / "report.md"
-    write_text_atomic(path, "\n".join(lines) + "\n", what="report")
-    return os.fspath(path)
-
-
-def _scores_table(task_names: list[str], s: dict) -> list[str]:
-    header = ["task"] + (["STL"] if "stl" in s else []) + list(s["runs"])
-    rows = [
-        [t] + ([s["stl"][i]] if "stl" in s else []) + [r["scores"][i] for r in s["runs"].values()]
-        for i, t in enumerate(task_names)
-    ]
-    rows.append(
-        ["mean"]
-        + ([float(np.mean(s["stl"]))] if "stl" in s else [])
-        + [float(np.mean(r["scores"])) for r in s["runs"].values()]
-    )
-    return plots.markdown_table(header, rows)
-
-
-def _cotbal_section(workdir: PathLike, task_names: list[str], cb: dict) -> list[str]:
-    lines = ["## CoTBal", "", f"Inputs: {cb['source']}", ""]
-    if "tau" in cb:
-        lines += [f"Temperature tau = {float(cb['tau']):.4g}", ""]
-    lines += [f"- {line}" for line in cb.get("fallbacks", [])] + [""] * bool(cb.get("fallbacks"))
-    rows = [
-        [t, cb["c_out"][i], cb["c_in"][i], cb["D"][i], cb["lam"][i]]
-        for i, t in enumerate(task_names)
-    ]
-    lines += plots.markdown_table(["task", "c_out", "c_in", "D", "lambda"], rows) + [""]
-    if "C" in cb:
-        path = run_path(workdir) / "contribution.png"
-        axes = ("probe task i", "helped task j")
-        lines += plots.task_matrix_lines(
-            np.asarray(cb["C"]), task_names, path, "contribution C[i, j]", axes
-        )
-    if "probe_steps" in cb:
-        trained = {k: v for k, v in cb["probe_steps"].items() if k != "max_steps"}
-        lines += [
-            f"Probe steps (early stop on the validation score, at most "
-            f"{cb['probe_steps']['max_steps']}): "
-            + ", ".join(f"{k} {v}" for k, v in trained.items()),
-            "",
-        ]
-    if "probe_wall_s" in cb:
-        lines += [
-            f"Probe phase: {cb['probe_wall_s']:.1f} s in total (training + validation), "
-            f"{cb['probe_cost_vs_final']:.2f}x the wall time of the final CoTBal run; "
-            f"{cb.get('probe_steps_vs_final', float('nan')):.2f}x its training steps.",
-            "",
-        ]
-    return lines

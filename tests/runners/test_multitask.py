@@ -156,3 +156,85 @@ def test_bad_method_settings():
         settings_from(MultitaskSettings, _config(nope=1).method)
     with pytest.raises(ValueError, match="choose from"):
         settings_from(MultitaskSettings, _config(weightings=("foo",)).method)
+
+
+@pytest.mark.slow  # seven real phases (base, its evaluation, four references, a final run)
+def test_every_phase_starts_from_the_base_and_the_references_come_at_two_budgets(
+    tmp_path, monkeypatch
+):
+    c = cotbal_builtin.get_config("test,scenario=transfer,weightings=ew,stl=true")
+    tasks = ("digits", "counting_noisy")
+    c.data.sources = tuple(s for s in c.data.sources if s["task"] in tasks)
+    c.data.eval_sources = tuple(s for s in c.data.eval_sources if s["task"] in tasks)
+    c.data.tasks = tasks
+    c.data.sources = (dict(c.data.sources[0], num=24), dict(c.data.sources[1], num=8))
+    c.train.steps = 4
+    bases, inits = [], []
+    real_base, real_phase = multitask.base_params, multitask.run_phase
+
+    def base(*a, **kw):
+        bases.append(real_base(*a, **kw))
+        return bases[-1]
+
+    def phase(config, workdir, **kw):
+        inits.append((os.path.relpath(str(workdir), tmp_path), kw.get("init_params")))
+        return real_phase(config, workdir, **kw)
+
+    monkeypatch.setattr(multitask, "base_params", base)
+    monkeypatch.setattr(multitask, "run_phase", phase)
+    s = multitask.run_multitask(c, str(tmp_path))["summary"]
+    assert len(bases) == 1 and os.path.exists(tmp_path / "base" / "phase.json")
+    trained = sorted(w for w, _ in inits)
+    assert trained == [
+        "final_ew",
+        "stl/counting_noisy",
+        "stl/digits",
+        "stl_exposure/counting_noisy",
+        "stl_exposure/digits",
+    ]
+    assert all(p is bases[0] for _, p in inits)  # the base, not the model's init
+    assert len(s["base_scores"]) == 2
+    # equal total steps: 4 each; equal exposure: 4 x 24/32 = 3 and 4 x 8/32 = 1
+    assert s["stl_steps"] == [4, 4] and s["stl_exposure_steps"] == [3, 1]
+    for key, steps in (("stl", [4, 4]), ("stl_exposure", [3, 1])):
+        for t, n in zip(tasks, steps, strict=True):
+            assert json.load(open(tmp_path / key / t / "phase.json"))["steps"] == n
+    run = s["runs"]["ew"]
+    assert {"delta_I", "delta_E", "delta_I_exposure", "delta_E_exposure"} <= run.keys()
+
+
+def test_the_runner_hands_the_base_to_every_phase_and_sizes_the_references(tmp_path, monkeypatch):
+    """The wiring alone, phases faked (the slow test above trains them): the probes, both kinds of
+    reference and every final run start from the one base, with the steps each budget gives."""
+    c = cotbal_builtin.get_config("test,scenario=transfer,weightings=ew+cotbal,stl=true")
+    c.train.steps = 10
+    tasks = list(c.data.tasks)
+    base = {"params": "the base"}
+    calls = []
+
+    class _State:
+        method_state = {"task_weights": np.ones(len(tasks), np.float32)}
+
+    def phase(config, workdir, init_params=None, **kw):
+        name = os.path.relpath(str(workdir), tmp_path)
+        calls.append((name, int(config.train.steps), init_params))
+        own = 0.6 if name.startswith("probes/") and not name.endswith("mini") else 0.3
+        scores = {t: own if name.endswith(t) else 0.3 for t in tasks}
+        record = {"wall_s": 1.0, "steps": int(config.train.steps)}
+        return P.PhaseResult(_State(), scores, record, None, 0)
+
+    monkeypatch.setattr(multitask, "run_phase", phase)
+    monkeypatch.setattr(multitask, "base_params", lambda *a, **kw: base)
+    monkeypatch.setattr(multitask, "base_scores", lambda *a, **kw: np.full(len(tasks), 7.0))
+    s = multitask.run_multitask(c, str(tmp_path))["summary"]
+    assert all(p is base for _, _, p in calls)
+    steps = {n: k for n, k, _ in calls}
+    assert [steps[f"stl/{t}"] for t in tasks] == [10] * 5
+    assert [steps[f"stl_exposure/{t}"] for t in tasks] == [2] * 5  # 10 x 1/5
+    assert steps["final_ew"] == steps["final_cotbal"] == 10
+    assert {f"probes/{t}" for t in tasks[:4]} | {"probes/mini"} <= steps.keys()
+    assert "probes/arithmetic" not in steps  # fixed weight: no probe
+    assert s["base_scores"] == [7.0] * 5 and s["stl_exposure_steps"] == [2] * 5
+    check = s["cotbal"]["probe_check"]
+    assert set(check) == set(tasks[:4]) and all(v["margin"] == 30.0 for v in check.values())
+    assert {"delta_I_exposure", "delta_E_exposure"} <= s["runs"]["cotbal"].keys()

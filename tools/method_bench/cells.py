@@ -62,5 +62,19 @@ COMPARISONS = {
             ),
             shared=BASE_SHARED,
         ),
+        Comparison(
+            name="cotbal",
+            config="configs/cotbal_builtin.py",
+            args="scenario=transfer,steps=300,eval_num=300,val_num=100",
+            cells=(
+                Cell("ew", "weightings=ew"),
+                Cell("cotbal", "weightings=cotbal"),
+                Cell("tla", "weightings=tla"),
+                Cell("dwa", "weightings=dwa"),
+                Cell("rlw", "weightings=rlw"),
+                Cell("stl", "weightings=,stl=true"),  # the references at both budgets
+            ),
+            shared=BASE_SHARED,
+        ),
     )
 }

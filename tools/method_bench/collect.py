@@ -15,10 +15,19 @@ import shutil
 
 
 def final_predictions(cell_dir: str) -> str | None:
-    """The predictions.jsonl of a cell's last evaluation: the joint phase's, else the last step's."""
+    """The predictions.jsonl of a cell's last evaluation: the joint phase's, a multi-task cell's
+    one final run (final_<weighting>/), else the last step's."""
     joint = os.path.join(cell_dir, "joint", "predictions.jsonl")
     if os.path.exists(joint):
         return joint
+    finals = glob.glob(os.path.join(cell_dir, "final_*", "predictions.jsonl"))
+    if len(finals) > 1:
+        raise ValueError(
+            f"{cell_dir}: {len(finals)} final runs ({', '.join(sorted(finals))}); a benchmark cell "
+            "runs one approach"
+        )
+    if finals:
+        return finals[0]
     steps = glob.glob(os.path.join(cell_dir, "step_*", "predictions.jsonl"))
     if not steps:
         return None
@@ -41,6 +50,13 @@ def read_predictions(path: str) -> tuple[list[str], list[float]]:
             rows[key] = float(p["score"])
     ids = sorted(rows)
     return ids, [rows[i] for i in ids]
+
+
+def _references_only(summary_path: str) -> bool:
+    """A multi-task run without a weighting (method.weightings empty): only the references."""
+    with open(summary_path) as f:
+        s = json.load(f)
+    return "runs" in s and not s["runs"] and "stl" in s
 
 
 def _write(path: str, obj) -> None:
@@ -69,6 +85,9 @@ def collect(runs: str, dest: str, comparison: str) -> list[str]:
         if os.path.exists(base):
             shutil.copy2(base, os.path.join(out, "base_phase.json"))
         preds = final_predictions(src)
+        if preds is None and _references_only(summary):
+            done.append(rel)  # a multi-task cell of single-task references: nothing to pair
+            continue
         if preds is None:
             raise FileNotFoundError(f"{src}: no predictions.jsonl of a final evaluation")
         ids, scores = read_predictions(preds)

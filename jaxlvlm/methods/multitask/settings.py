@@ -8,12 +8,13 @@ from typing import ClassVar
 from jaxlvlm.errors import ConfigError
 from jaxlvlm.methods import task_weighting as tw
 from jaxlvlm.methods.cotbal_probes import ProbeSettings
-from jaxlvlm.methods.settings import require
+from jaxlvlm.methods.settings import BaseModelSettings, require
 
 
 @dataclasses.dataclass(frozen=True)
-class MultitaskSettings:
-    """weightings: names run one after the other on the same data, budget and seed (final runs).
+class MultitaskSettings(BaseModelSettings):
+    """weightings: names run one after the other on the same data, budget and seed (final runs);
+      empty only when single-task references are asked for (a references-only run).
     tau, alphas: CoTBal temperature ('auto': the lowest that keeps every weight in [0.5, 2]) and
       mix (eqs. 4-5).
     cotbal_file: V/v0 or c_out/c_in/D from a file ('' = run the probe phase).
@@ -29,6 +30,13 @@ class MultitaskSettings:
     dwa_window, dwa_temperature, rlw_seed: the baselines' settings.
     stl_steps: > 0 one single-task model per task (the STL reference of dI/dE); 0 = train.steps;
       -1 = none (use stl_file, or report no dI/dE). stl_file: JSON {task: score in [0, 1]}.
+    stl_exposure: also one single-task model per task at equal per-task exposure: task t trains
+      for its share of the multi-task run's samples (train.steps x n_t / sum n), so it sees as many
+      of its samples as in the multi-task run (dI/dE against both references are reported).
+    probe_learn_margin: a probe learns its task when V[i, i] - v0[i] >= this (points); the check
+      is reported per balanced task (docs/benchmark.md), it changes no weight.
+    The base model every run starts from (probes, references and final runs alike):
+      BaseModelSettings (base_steps > 0 trains it first in <workdir>/base).
     """
 
     MODE: ClassVar[str] = "multitask"
@@ -54,6 +62,8 @@ class MultitaskSettings:
     rlw_seed: int = 0
     stl_steps: int = -1
     stl_file: str = ""
+    stl_exposure: bool = False
+    probe_learn_margin: float = 5.0
 
     def __post_init__(self):
         require(
@@ -61,10 +71,17 @@ class MultitaskSettings:
             f"config.method.tau={self.tau!r}: give a number > 0 or 'auto'",
         )
         bad = [w for w in self.weightings if w not in tw.WEIGHTINGS]
+        references_only = self.stl_steps >= 0 and not self.weightings
         require(
-            bool(self.weightings) and not bad,
-            f"config.method.weightings={self.weightings}: choose from {tw.WEIGHTINGS} (at least one)",
+            (bool(self.weightings) or references_only) and not bad,
+            f"config.method.weightings={self.weightings}: choose from {tw.WEIGHTINGS} (at least "
+            "one, or none with config.method.stl_steps >= 0 for a run of the references only)",
         )
+        require(
+            not self.stl_exposure or self.stl_steps >= 0,
+            "config.method.stl_exposure=True needs config.method.stl_steps >= 0 (the references)",
+        )
+        self.check_base()
         require(self.probe_steps >= 0, f"config.method.probe_steps={self.probe_steps}: need >= 0")
         try:
             self.probe_settings()
