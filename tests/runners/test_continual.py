@@ -122,11 +122,18 @@ def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
     """After two tasks: two snapshots whose coefficients are the tasks' mean selections (sum 1 each).
     Selection by the frozen MiniLM embedding of the prompt text."""
     c = _config(embedding="minilm")
-    _, states = _run_capturing(c, str(tmp_path), monkeypatch)
+    out, states = _run_capturing(c, str(tmp_path), monkeypatch)
     st = states["task_1_digits-noisy"]
     mem = jax.device_get(st.method_state)
     assert int(mem["num_done"]) == 2
     np.testing.assert_allclose(mem["snap_alpha"].sum(axis=1), [1.0, 1.0], rtol=1e-5)
+    # The summary records each task's selection from these snapshots (top entries by coefficient).
+    sel = out["summary"]["pool_selection"]
+    for t in range(2):
+        dense = np.zeros(c.method.pool_size)
+        dense[mem["snap_index"][t]] = mem["snap_alpha"][t]
+        np.testing.assert_allclose(sel["mean_coefficient"][t], dense, rtol=1e-6)
+        assert set(sel["top_entries"][t]) == set(mem["snap_index"][t][: c.method.top_m].tolist())
     assert float(mem["coeff_count"]) == 0.0
     # Snapshot 1 holds the pool at the end of task 1 (the final live pool), in snap_index order.
     lora = jax.device_get(st.lora)
