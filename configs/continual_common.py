@@ -2,7 +2,14 @@
 
 Colon arguments of every stream config: test (tiny, 2 steps per task), approach=continual_llava|
 seq_ft|seq_lora|replay|joint, order=0|1|2 (task order: 0 canonical, 1 reversed, 2 rotated by one),
-steps=N (per task), num=N (train samples per task), eval_num=N, base_steps=N.
+steps=N (per task), num=N (train samples per task), eval_num=N (test samples per task),
+base_steps=N (the base's step cap), base_eval_every=N (validate the base every N steps and stop
+when it stops improving, patience 2; 0 = exactly base_steps), wording=shared|domain (the digits'
+question phrasings: one set for every domain, or each domain its own, jaxlvlm.data.builtin.wording).
+
+The method benchmark's defaults (docs/benchmark.md, Continual LLaVA): 300 test samples per task, the
+base validated every 100 steps with a cap of 800, the data the same for every run seed (the
+builtin sources' seed is fixed at 0, so test samples pair up across seeds and approaches).
 """
 
 from __future__ import annotations
@@ -36,33 +43,53 @@ def ordered(tasks: list, order: int) -> list:
     raise ValueError(f"order={order}: use 0 (canonical), 1 (reversed) or 2 (rotated)")
 
 
-def stream_config(arg, stream: list[tuple[str, str]], base: list[tuple[str, str]]):
-    """stream / base: (family, domain) pairs; task names follow the suite ('counting-noisy')."""
+# Steps per task (docs/benchmark.md, dated note of 2026-11-30: provisional until the sizing check).
+STEPS_PER_TASK = 50
+# The grounding family answers with a box spelled digit by digit ('[0.12, 0.34, 0.56, 0.78]': 24
+# tokens with the builtin tokenizer), plus the end-of-turn token; every other stream family answers
+# in at most 3 tokens.
+GROUNDING_NEW_TOKENS = 26
+
+
+def stream_config(
+    arg,
+    stream: list[tuple[str, str]],
+    base: list[tuple[str, str]],
+    wording: str = "shared",
+):
+    """stream / base: (family, domain) pairs in the canonical order; task names follow the suite
+    ('counting-noisy'). wording: the stream's default question wording (the colon argument
+    overrides it); the base families always ask with the shared wording."""
     a = parse_arg(
         arg,
         test=False,
         approach="continual_llava",
         order=0,
-        steps=150,
+        steps=STEPS_PER_TASK,
         num=1500,
-        eval_num=60,
+        eval_num=300,
         base_steps=800,
+        base_eval_every=100,
+        wording=wording,
     )
     from jaxlvlm.data.builtin.registry import task_name
 
     c = base_config()
     c.mode = "continual"
-    stream = ordered(stream, a.order)
-    names = [task_name(f, d) for f, d in stream]
-    c.data.sources = tuple(
-        dict(type="builtin", family=f, domain=d, split="train", num=a.num, task=task_name(f, d))
-        for f, d in stream
-    )
-    c.data.eval_sources = tuple(
-        dict(type="builtin", family=f, domain=d, split="test", num=a.eval_num, task=task_name(f, d))
-        for f, d in stream
-    )
-    c.data.tasks = tuple(names)
+
+    def spec(family, domain, split, num, **extra):
+        # seed=0: the data are the same for every run seed (only init, order and method vary).
+        return dict(type="builtin", family=family, domain=domain, split=split, num=num,
+                    task=task_name(family, domain), seed=0, **extra)  # fmt: skip
+
+    words = {} if a.wording == "shared" else {"wording": a.wording}
+    c.data.sources = tuple(spec(f, d, "train", a.num, **words) for f, d in stream)
+    c.data.eval_sources = tuple(spec(f, d, "test", a.eval_num, **words) for f, d in stream)
+    # data.tasks keeps the canonical order whatever the task order: the base model is trained on
+    # the run's tasks in this order (jaxlvlm.runners.continual), so every order of a stream trains
+    # the identical base and can share it (tools/method_bench/cells.py, base_from).
+    c.data.tasks = tuple(task_name(f, d) for f, d in stream)
+    names = [task_name(f, d) for f, d in ordered(stream, a.order)]
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 60
     c.data.buckets = (96,)
@@ -78,15 +105,16 @@ def stream_config(arg, stream: list[tuple[str, str]], base: list[tuple[str, str]
     c.lora.targets = ("o_proj",)
     c.lora.rank = 8
     c.lora.alpha = 16.0
-    c.eval.max_new_tokens = 6
+    c.eval.max_new_tokens = GROUNDING_NEW_TOKENS if any(f == "grounding" for f, _ in stream) else 6
     c.method.approach = a.approach
     c.method.stream = tuple(names)
     c.method.base_steps = a.base_steps
     c.method.base_lr = BASE_LR
-    c.method.base_sources = tuple(
-        dict(type="builtin", family=f, domain=d, split="train", num=4 * a.num, task=task_name(f, d))
-        for f, d in base
-    )
+    c.method.base_sources = tuple(spec(f, d, "train", 4 * a.num) for f, d in base)
+    # The base trains until its validation score on the base families stops improving (checked
+    # every base_eval_every steps, 2 checks of patience), at most base_steps (as lifelong_builtin).
+    c.method.base_eval_every = a.base_eval_every
+    c.method.base_patience = 2
     c.method.pool_size = 12
     c.method.top_m = 3
     c.method.pool_rank = 4
@@ -100,6 +128,7 @@ def stream_config(arg, stream: list[tuple[str, str]], base: list[tuple[str, str]
         c.data.eval_batch_size = 8
         c.method.base_sources = tuple(dict(s, num=16) for s in c.method.base_sources)
         c.method.base_steps = 2 if a.base_steps else 0
+        c.method.base_eval_every = 0
         c.method.pool_size = 4
         c.method.top_m = 2
         c.method.pool_rank = 2

@@ -1,8 +1,12 @@
 """Domain-incremental stream (COAST-domain in spirit): the same task families over changing visual
-domains (plain -> noisy -> textured -> palette backgrounds/colours), on the real handwritten digits.
+domains (plain -> noisy -> textured -> palette backgrounds/colours), on the real handwritten digits,
+with the instruction wording changing with the domain (wording='domain': each domain asks with its
+own phrasings, as when each domain is a different dataset; jaxlvlm.data.builtin.wording).
 
     python -m jaxlvlm.main --config configs/continual_domain.py:approach=continual_llava --workdir runs/cd
     python -m jaxlvlm.main --config configs/continual_domain.py:approach=seq_lora,order=1 --workdir ...
+    python -m jaxlvlm.main --config configs/continual_domain.py:wording=shared --workdir ...  (one
+        set of questions for every domain: the stream before the benchmark)
 
 See configs/continual_common.py for the colon arguments.
 """
@@ -23,4 +27,4 @@ BASE = [("digit_pair", "plain"), ("counting", "plain"), ("arithmetic", "plain")]
 
 
 def get_config(arg: str | None = None):
-    return stream_config(arg, STREAM, BASE)
+    return stream_config(arg, STREAM, BASE, wording="domain")

@@ -19,10 +19,12 @@ sys.path.insert(0, ROOT)  # run as a script: make `tools` importable
 
 from tools.method_bench import cotbal_tables, lifelong_tables  # noqa: E402
 from tools.method_bench.collect import collect  # noqa: E402
+from tools.method_bench.continual_tables import RENDERERS as CONTINUAL_RENDERERS  # noqa: E402
 from tools.method_bench.readme_blocks import replace_block  # noqa: E402
 from tools.method_bench.tables_common import Cells  # noqa: E402
 
 RENDERERS = {"lifelong": lifelong_tables.render, "cotbal": cotbal_tables.render}
+RENDERERS.update(CONTINUAL_RENDERERS)  # the four continual streams, one block each
 
 
 def render_readme(root: str, text: str) -> str:

@@ -66,7 +66,7 @@ class DataConfig:
     """Plain values that describe the data of a run.
 
     sources / eval_sources: source specs (dicts), see jaxlvlm.data.sources.source_from_spec:
-      {'type': 'builtin', 'family', 'split', 'num', 'domain'?, 'seed'?},
+      {'type': 'builtin', 'family', 'split', 'num', 'domain'?, 'seed'?, 'wording'?},
       {'type': 'tfds', 'data_dir', 'name', 'split'}, {'type': 'llava_json', 'path', 'image_root'};
       each may carry 'task' (its task name) and 'weight' (mixture weight).
     tasks: task names; a sample's task id is the index of its record's 'task' here. Empty: the task id

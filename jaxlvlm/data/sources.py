@@ -125,17 +125,22 @@ def builtin_source(
     domain: str = "plain",
     image_size: int = 32,
     task: str | None = None,
+    wording: str = "shared",
 ) -> Any:
     """The built-in suite's records, generated on access (jaxlvlm.data.builtin.BuiltinSource)."""
 
-    return BuiltinSource(family, split, num, seed, domain=domain, image_size=image_size, task=task)
+    return BuiltinSource(
+        family, split, num, seed, domain=domain, image_size=image_size, task=task, wording=wording
+    )
 
 
 def source_from_spec(spec: dict[str, Any], seed: int, image_size: int) -> Any:
     """A source spec (plain dict from the config) -> a record source.
 
-    {'type': 'builtin', 'family', 'split', 'num', 'domain'='plain', 'seed'=<run seed>, 'image_size'}
-      (records generated on access; their 'task' is the spec's 'task' or the family[-domain] name)
+    {'type': 'builtin', 'family', 'split', 'num', 'domain'='plain', 'seed'=<run seed>, 'image_size',
+     'wording'='shared'|'domain'}
+      (records generated on access; their 'task' is the spec's 'task' or the family[-domain] name;
+      'wording': 'domain' gives each domain its own question phrasings, jaxlvlm.data.builtin.wording)
     {'type': 'tfds', 'data_dir', 'name', 'split'}            (written by tools/import_llava_data.py)
     {'type': 'llava_json', 'path', 'image_root', 'check_images'=False, 'default_task'='default'}
     'weight' is read by the pipeline; 'task' names the task (for builtin also the records' 'task'). Unknown keys are an error.
@@ -158,6 +163,7 @@ def source_from_spec(spec: dict[str, Any], seed: int, image_size: int) -> Any:
                 domain=spec.pop("domain", "plain"),
                 image_size=int(spec.pop("image_size", image_size)),
                 task=task,
+                wording=spec.pop("wording", "shared"),
             )
         elif kind == "tfds":
             source = open_tfds_source(spec.pop("data_dir"), spec.pop("name"), spec.pop("split"))

@@ -49,9 +49,7 @@ FROZEN_VISION = ("vision/.*",)
 
 def stream_of(config, s: ContinualSettings) -> list[str]:
     """The stream's task names in training order, checked against the run's tasks."""
-    tasks = list(config.data.tasks) or list(
-        dict.fromkeys(dict(x)["task"] for x in config.data.sources)
-    )
+    tasks = _run_tasks(config)
     stream = list(s.stream) or tasks
     unknown = [t for t in stream if t not in tasks]
     if unknown or len(set(stream)) != len(stream):
@@ -61,13 +59,22 @@ def stream_of(config, s: ContinualSettings) -> list[str]:
     return stream
 
 
+def _run_tasks(config) -> list[str]:
+    """The run's task names in data order (config.data.tasks, else the sources' first appearance)."""
+    return list(config.data.tasks) or list(
+        dict.fromkeys(dict(x)["task"] for x in config.data.sources)
+    )
+
+
 @register_runner("continual", settings=ContinualSettings)
 def run_continual(config, workdir: PathLike) -> dict:
     """Runs the stream (resuming), fills the accuracy matrix, writes report.md and summary.json."""
     s = settings_from(ContinualSettings, config.method)
     stream = stream_of(config, s)
     makedirs(workdir)
-    params0 = base_params(config, workdir, stream, s)
+    # The base trains on the run's tasks in data order, not stream order: every task order of one
+    # stream (config.data.tasks the same) then trains the identical base, so runs can share it.
+    params0 = base_params(config, workdir, _run_tasks(config), s)
     b = base_scores(config, workdir, stream, params0, s)
     if s.approach == "joint":
         summary = _joint(config, workdir, stream, params0, b)
@@ -111,6 +118,7 @@ def _stream(config, workdir, stream, params0, b, s: ContinualSettings) -> dict:
     }
     if s.approach == "continual_llava":
         summary["frozen_base_unchanged"] = _same_tree(params0, res.state.params)
+        summary["pool_selection"] = CL.selection_record(res.state.method_state, stream, s.top_m)
     return summary
 
 
@@ -222,4 +230,13 @@ def _matrix_section(workdir: PathLike, s: dict) -> list[str]:
             f"Frozen LVLM parameters bitwise unchanged after the stream: {s['frozen_base_unchanged']}",
             "",
         ]
+    if "pool_selection" in s:
+        sel = s["pool_selection"]
+        lines += ["## Pool entries selected per task (training instances' mean coefficients)", ""]
+        rows = [
+            [t, " ".join(map(str, top)), " ".join(f"{c[e]:.2f}" for e in top)]
+            for t, top, c in zip(tasks, sel["top_entries"], sel["mean_coefficient"], strict=True)
+        ]
+        lines += plots.markdown_table(["task", "top entries", "their mean coefficients"], rows)
+        lines.append("")
     return lines

@@ -22,6 +22,27 @@ from jaxlvlm.train.phase import run_phase, scores_vector
 from jaxlvlm.train.phase_config import phase_config, task_specs
 
 
+def base_phase_config(config, tasks: Sequence[str], base):
+    """The base phase's config: base.base_sources for base.base_steps, every task of the run (then
+    the base tasks) named, validated every base.base_eval_every steps when > 0. Two runs whose base
+    phase configs agree (fingerprint) train the same base and may share it."""
+    sources = [dict(s) for s in base.base_sources]
+    all_tasks = tuple(dict.fromkeys([*tasks, *(s["task"] for s in sources)]))
+    validate = base.base_eval_every > 0
+    c = phase_config(
+        config,
+        sources,
+        base.base_steps,
+        all_tasks,
+        eval_sources=base.base_validation() if validate else (),
+        lora=False,
+        lr=base.base_lr if base.base_lr > 0 else None,
+    )
+    if validate:
+        c.train.eval_every = base.base_eval_every
+    return c
+
+
 def base_params(config, workdir: PathLike, tasks: Sequence[str], base) -> Any:
     """Model parameters (sharded): trained on base.base_sources for base.base_steps when > 0,
     else config.init_from's parameters or the model's own init (config.seed).
@@ -35,21 +56,10 @@ def base_params(config, workdir: PathLike, tasks: Sequence[str], base) -> Any:
         if config.init_from:
             return RS.load_init_params(run, setup)
         return setup.create().params
-    sources = [dict(s) for s in base.base_sources]
-    all_tasks = tuple(dict.fromkeys([*tasks, *(s["task"] for s in sources)]))
+    c = base_phase_config(config, tasks, base)
     validate = base.base_eval_every > 0
-    c = phase_config(
-        config,
-        sources,
-        base.base_steps,
-        all_tasks,
-        eval_sources=base.base_validation() if validate else (),
-        lora=False,
-        lr=base.base_lr if base.base_lr > 0 else None,
-    )
     stop = None
     if validate:
-        c.train.eval_every = base.base_eval_every
         watched = sorted({s["task"] for s in base.base_validation()})
 
         def stop(step: int, evals: list[dict]) -> bool:
@@ -72,10 +82,23 @@ def base_scores(
     path = run_path(workdir) / "base_scores.json"
     saved = read_json(path)
     if saved is not None:
-        return np.asarray(saved["scores"])
+        return _in_order(saved, list(tasks), path)
     c = phase_config(config, task_specs(config, tasks[0]), 0, tasks, lora=False)
     res = run_phase(c, run_path(workdir) / "base_eval", init_params=params, need_state=False)
     b = scores_vector(res.scores, list(tasks))
     if jax.process_index() == 0:
         write_json_atomic(path, {"tasks": list(tasks), "scores": b.tolist()}, what="base scores")
     return b
+
+
+def _in_order(saved: dict, tasks: list[str], path) -> np.ndarray:
+    """[T] saved base scores in the order of ``tasks`` (a base shared by a run whose stream has the
+    same tasks in another order, e.g. the reversed task order of a continual stream)."""
+    saved_tasks = list(saved.get("tasks") or tasks)
+    if sorted(saved_tasks) != sorted(tasks):
+        raise ValueError(
+            f"{path}: base scores of tasks {saved_tasks}, but this run's tasks are {tasks}; "
+            "a base's scores can only be shared by runs over the same tasks"
+        )
+    by_task = dict(zip(saved_tasks, saved["scores"], strict=True))
+    return np.asarray([by_task[t] for t in tasks])

@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from configs import continual_domain  # noqa: E402
+from configs.continual_common import STEPS_PER_TASK  # noqa: E402
 from jaxlvlm.methods import prompt_pool as pp  # noqa: E402
 from jaxlvlm.methods.continual_llava import training as CL  # noqa: E402
 from jaxlvlm.methods.continual_llava.instructions import instruction_texts  # noqa: E402
@@ -121,11 +122,18 @@ def test_pool_memory_after_stream_by_hand(tmp_path, monkeypatch):
     """After two tasks: two snapshots whose coefficients are the tasks' mean selections (sum 1 each).
     Selection by the frozen MiniLM embedding of the prompt text."""
     c = _config(embedding="minilm")
-    _, states = _run_capturing(c, str(tmp_path), monkeypatch)
+    out, states = _run_capturing(c, str(tmp_path), monkeypatch)
     st = states["task_1_digits-noisy"]
     mem = jax.device_get(st.method_state)
     assert int(mem["num_done"]) == 2
     np.testing.assert_allclose(mem["snap_alpha"].sum(axis=1), [1.0, 1.0], rtol=1e-5)
+    # The summary records each task's selection from these snapshots (top entries by coefficient).
+    sel = out["summary"]["pool_selection"]
+    for t in range(2):
+        dense = np.zeros(c.method.pool_size)
+        dense[mem["snap_index"][t]] = mem["snap_alpha"][t]
+        np.testing.assert_allclose(sel["mean_coefficient"][t], dense, rtol=1e-6)
+        assert set(sel["top_entries"][t]) == set(mem["snap_index"][t][: c.method.top_m].tolist())
     assert float(mem["coeff_count"]) == 0.0
     # Snapshot 1 holds the pool at the end of task 1 (the final live pool), in snap_index order.
     lora = jax.device_get(st.lora)
@@ -156,12 +164,16 @@ def test_instruction_texts_are_the_prompts_without_answers():
     assert len(texts) == batch["input_ids"].shape[0]
     from jaxlvlm.data.builtin import make_records
 
-    records = make_records("digits", "train", 16, 0, domain="plain", image_size=16)
+    # The two tasks (plain, noisy digits) ask with their own domain's phrasings.
+    records = [
+        make_records("digits", "train", 16, 0, domain=d, image_size=16, wording="domain")
+        for d in ("plain", "noisy")
+    ]
     checked = 0
     for row, text in enumerate(texts):
         if batch["loss_mask"][row].sum() == 0:
             continue
-        rec = records[int(batch["sample_index"][row])]
+        rec = records[int(batch["task_ids"][row])][int(batch["sample_index"][row])]
         question = rec["conversations"][0]["value"].replace("<image>", "").strip()
         assert question in text, (text, question)
         assert rec["conversations"][1]["value"] not in text.replace(question, ""), text
@@ -200,3 +212,88 @@ def test_bad_method_settings():
     c.method.pool_sise = 3
     with pytest.raises(ValueError, match=r"unknown keys \['pool_sise'\]"):
         settings_from(ContinualSettings, c.method)
+
+
+def test_stream_configs_carry_the_benchmark_settings():
+    """docs/benchmark.md: 300 test samples, the base's early stop, data fixed across run seeds,
+    the domain stream's per-domain wording; grounding gets room for its box answer."""
+    from configs import continual_capability, continual_dataset
+    from jaxlvlm.data.sources import source_from_spec
+
+    c = continual_domain.get_config("approach=seq_ft")
+    assert c.method.base_eval_every == 100 and c.method.base_patience == 2
+    assert c.method.base_steps == 800 and c.train.steps == STEPS_PER_TASK
+    for spec in (*c.data.sources, *c.data.eval_sources, *c.method.base_sources):
+        assert spec["seed"] == 0, spec
+    assert all(s["num"] == 300 for s in c.data.eval_sources)
+    assert {s["wording"] for s in c.data.eval_sources} == {"domain"}
+    assert all("wording" not in s for s in c.method.base_sources)  # the base asks as before
+    questions = {
+        s["task"]: source_from_spec(s, seed=5, image_size=32)[0]["conversations"][0]["value"]
+        for s in c.data.eval_sources
+    }
+    assert len(set(questions.values())) == 4, questions
+    shared = continual_domain.get_config("approach=seq_ft,wording=shared")
+    assert all("wording" not in s for s in shared.data.eval_sources)
+    assert c.eval.max_new_tokens == 6
+    d = continual_dataset.get_config("approach=seq_ft")
+    assert d.eval.max_new_tokens == 26  # grounding: '[0.12, 0.34, 0.56, 0.78]' is 24 tokens
+    with pytest.raises(ValueError, match="'attribute' has no per-domain phrasings"):
+        cap = continual_capability.get_config("wording=domain")
+        source_from_spec(cap.data.sources[0], seed=0, image_size=32)
+
+
+def test_every_order_and_approach_of_a_stream_trains_the_identical_base():
+    """The reversed order keeps data.tasks canonical, so its base phase config has the domain
+    stream's fingerprint (the drift check that guards a shared base would refuse anything else)."""
+    from jaxlvlm.train.base_model import base_phase_config
+    from jaxlvlm.train.fingerprint import fingerprint
+
+    prints = []
+    for arg in ("approach=seq_ft", "approach=continual_llava", "approach=seq_lora,order=1",
+                "approach=joint,order=1", "approach=replay,order=2"):  # fmt: skip
+        c = continual_domain.get_config(arg)
+        s = settings_from(ContinualSettings, c.method)
+        assert continual.stream_of(c, s) == list(c.method.stream)
+        prints.append(fingerprint(RS.config_json(base_phase_config(c, continual._run_tasks(c), s))))
+    assert all(p == prints[0] for p in prints[1:])
+    c1 = continual_domain.get_config("order=1")
+    assert list(c1.method.stream) == list(reversed(c1.data.tasks))
+
+
+def test_shared_base_scores_follow_the_runs_task_order(tmp_path):
+    from jaxlvlm.files import write_json_atomic
+    from jaxlvlm.train.base_model import base_scores
+
+    c = _config()
+    s = settings_from(ContinualSettings, dict(c.method, evaluate_base=True))
+    write_json_atomic(
+        tmp_path / "base_scores.json", {"tasks": ["a", "b", "c"], "scores": [1, 2, 3]}
+    )
+    np.testing.assert_array_equal(
+        base_scores(c, str(tmp_path), ["c", "a", "b"], None, s), [3, 1, 2]
+    )
+    with pytest.raises(ValueError, match="base scores of tasks"):
+        base_scores(c, str(tmp_path), ["a", "b", "d"], None, s)
+
+
+def test_selection_record_reads_the_tasks_snapshots():
+    """Per finished task: its mean selection coefficient per entry and its top-M entries."""
+    cfg = pp.PoolConfig(pool_size=5, top_m=2, rank=1, embed_dim=3, num_layers=1, d_in=2, d_out=2,
+                        max_tasks=3)  # fmt: skip
+    pool = pp.init_pool(jax.random.PRNGKey(0), cfg)
+    mem = pp.init_memory(cfg)
+    # Task 0 selects entries 1 and 3 (weights 0.7 / 0.3 on both rows); task 1 entries 3 and 4.
+    c0 = np.zeros((2, 5), np.float32)
+    c0[:, 1], c0[:, 3] = 0.7, 0.3
+    mem = pp.end_of_task_snapshot(pool, pp.accumulate_coefficients(mem, c0), cfg)
+    c1 = np.zeros((2, 5), np.float32)
+    c1[:, 4], c1[:, 3] = 0.6, 0.4
+    mem = pp.end_of_task_snapshot(pool, pp.accumulate_coefficients(mem, c1), cfg)
+    rec = CL.selection_record(mem, ["t0", "t1"], top_m=2)
+    assert rec["pool_size"] == 5 and rec["top_m"] == 2 and rec["kept_entries"] == 5
+    assert rec["top_entries"] == [[1, 3], [4, 3]]
+    np.testing.assert_allclose(rec["mean_coefficient"], [[0, 0.7, 0, 0.3, 0], [0, 0, 0, 0.4, 0.6]],
+                               atol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="holds 2 finished tasks, expected 3"):
+        CL.selection_record(mem, ["t0", "t1", "t2"], top_m=2)

@@ -14,7 +14,10 @@ own loss, CoTBal without probes for fixed-weight tasks) and lifelong (one projec
 stream, the authors' clustering and selection, the zeroed image for Image Grounding). train,
 continual and federated are still the 5fbc4e6 records. The lifelong record then gained one key
 per step, ``pool_after_per_task`` (rewritten by this test; everything else compared equal to the
-previous record before it was rewritten).
+previous record before it was rewritten). The continual record was re-taken on 2026-11-30 for the
+method benchmark: the domain stream now asks each domain with its own phrasings (wording='domain'),
+which changes the losses of tasks 1-3 (noisy, textured, palette) and nothing else (the base and the
+plain task keep their phrasings and losses), and the summary gained ``pool_selection``.
 """
 
 from __future__ import annotations

@@ -51,14 +51,24 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
-def share_base(comp: Comparison, out: str, cell: str, seed: int) -> list[str]:
+def _base_sources(comp: Comparison, out: str, cell: str, seed: int) -> list[str]:
+    """Workdirs of the same seed that may hold the shared base: the comparison's other cells, then
+    those of ``comp.base_from`` (a comparison that trains the identical base)."""
+    dirs = [cell_dir(out, comp.name, c, seed) for c in comp.cell_names if c != cell]
+    if comp.base_from:
+        dirs += [
+            cell_dir(out, comp.base_from, c, seed) for c in COMPARISONS[comp.base_from].cell_names
+        ]
+    return dirs
+
+
+def share_base(comp: Comparison, out: str, cell: str, seed: int) -> tuple[list[str], str | None]:
     """Copies the seed's shared paths (the base model) from a cell that has them into ``cell``'s
-    workdir; returns what was copied."""
+    workdir; returns (what was copied, the source workdir relative to ``out`` or None)."""
     dest = cell_dir(out, comp.name, cell, seed)
     copied = []
-    for other in comp.cell_names:
-        src = cell_dir(out, comp.name, other, seed)
-        if other == cell or not os.path.exists(os.path.join(src, "base", "phase.json")):
+    for src in _base_sources(comp, out, cell, seed):
+        if not os.path.exists(os.path.join(src, "base", "phase.json")):
             continue
         for rel in comp.shared:
             s, d = os.path.join(src, rel), os.path.join(dest, rel)
@@ -66,8 +76,8 @@ def share_base(comp: Comparison, out: str, cell: str, seed: int) -> list[str]:
                 os.makedirs(dest, exist_ok=True)
                 (shutil.copytree if os.path.isdir(s) else shutil.copy2)(s, d)
                 copied.append(rel)
-        break
-    return copied
+        return copied, os.path.relpath(src, out) if copied else None
+    return copied, None
 
 
 def run_cell(comp: Comparison, cell: str, seed: int, out: str, dry_run: bool = False) -> dict:
@@ -83,7 +93,7 @@ def run_cell(comp: Comparison, cell: str, seed: int, out: str, dry_run: bool = F
     for dep in comp.cell(cell).after:
         if not os.path.exists(os.path.join(cell_dir(out, comp.name, dep, seed), "summary.json")):
             raise RuntimeError(f"cell {cell} seed {seed} needs cell {dep} of the same seed first")
-    copied = share_base(comp, out, cell, seed)
+    copied, copied_from = share_base(comp, out, cell, seed)
     os.makedirs(workdir, exist_ok=True)
     record = {
         "comparison": comp.name,
@@ -93,6 +103,7 @@ def run_cell(comp: Comparison, cell: str, seed: int, out: str, dry_run: bool = F
         "commit": _git("rev-parse", "HEAD"),
         "tree_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "copied_from_seed": copied,
+        "copied_from": copied_from,
         "load_before": os.getloadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -8,12 +8,18 @@ the joint run's for the relative gain, lists that cell in ``after``).
 
 ``shared``: paths of a cell's workdir that every cell of the same seed has in common (the base
 model every approach starts from, its scores): trained by the first cell of a seed and copied into
-the others before they start, so the base is trained once per seed.
+the others before they start, so the base is trained once per seed. ``base_from``: another
+comparison whose cells train the identical base (the same base phase config, e.g. another task
+order of the same continual stream); its cells of the same seed are a source of the shared paths
+too. A copied base trained under another config is refused by the phase's drift check, naming the
+key that differs, so a wrong ``base_from`` fails instead of sharing a different base.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from configs.continual_common import STEPS_PER_TASK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +36,7 @@ class Comparison:
     args: str
     cells: tuple[Cell, ...]
     shared: tuple[str, ...] = ()
+    base_from: str = ""
 
     def cell(self, name: str) -> Cell:
         for c in self.cells:
@@ -45,6 +52,13 @@ class Comparison:
 BASE_SHARED = ("base", "base_eval", "base_scores.json")
 
 _JOINT = "joint_summary={out}/lifelong/joint/seed{seed}/summary.json"
+
+# docs/benchmark.md, Continual LLaVA: 300 test samples per task, the base validated every 100 steps
+# (patience 2) with an 800-step cap, STEPS_PER_TASK steps per task. seq_ft comes first: the first
+# cell of a seed trains the base, and seq_ft seed 0 is the learnability gate's sizing cell.
+_CONTINUAL = f"steps={STEPS_PER_TASK},eval_num=300,base_steps=800,base_eval_every=100"
+CONTINUAL_APPROACHES = ("seq_ft", "seq_lora", "continual_llava", "replay", "joint")
+CONTINUAL_ORDER1_APPROACHES = ("seq_ft", "seq_lora", "continual_llava")
 
 COMPARISONS = {
     c.name: c
@@ -75,6 +89,27 @@ COMPARISONS = {
                 Cell("stl", "weightings=,stl=true"),  # the references at both budgets
             ),
             shared=BASE_SHARED,
+        ),
+        *(
+            Comparison(
+                name=f"continual_{stream}",
+                config=f"configs/continual_{stream}.py",
+                args=_CONTINUAL,
+                cells=tuple(Cell(a, f"approach={a}") for a in CONTINUAL_APPROACHES),
+                shared=BASE_SHARED,
+            )
+            for stream in ("domain", "capability", "dataset")
+        ),
+        # The domain stream in the reversed order (palette -> textured -> noisy -> plain). Its base
+        # phase is the domain stream's (the base trains on the tasks in data order, which the order
+        # does not change), so it takes that comparison's base of the same seed when one exists.
+        Comparison(
+            name="continual_domain_order1",
+            config="configs/continual_domain.py",
+            args=f"{_CONTINUAL},order=1",
+            cells=tuple(Cell(a, f"approach={a}") for a in CONTINUAL_ORDER1_APPROACHES),
+            shared=BASE_SHARED,
+            base_from="continual_domain",
         ),
     )
 }

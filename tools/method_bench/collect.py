@@ -16,7 +16,8 @@ import shutil
 
 def final_predictions(cell_dir: str) -> str | None:
     """The predictions.jsonl of a cell's last evaluation: the joint phase's, a multi-task cell's
-    one final run (final_<weighting>/), else the last step's."""
+    one final run (final_<weighting>/), else the last phase's of the stream: step_<k>/
+    (lifelong) or task_<t>_<name>/ (continual), by its number."""
     joint = os.path.join(cell_dir, "joint", "predictions.jsonl")
     if os.path.exists(joint):
         return joint
@@ -28,10 +29,13 @@ def final_predictions(cell_dir: str) -> str | None:
         )
     if finals:
         return finals[0]
-    steps = glob.glob(os.path.join(cell_dir, "step_*", "predictions.jsonl"))
-    if not steps:
-        return None
-    return max(steps, key=lambda p: int(os.path.basename(os.path.dirname(p)).split("_")[1]))
+    for prefix in ("step_", "task_"):
+        phases = glob.glob(os.path.join(cell_dir, f"{prefix}*", "predictions.jsonl"))
+        if phases:
+            return max(
+                phases, key=lambda p: int(os.path.basename(os.path.dirname(p)).split("_")[1])
+            )
+    return None
 
 
 def read_predictions(path: str) -> tuple[list[str], list[float]]:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from jaxlvlm.data.builtin.domains import add_noise, background
 from jaxlvlm.data.builtin.sample import IMAGE, Context, Plan, Sample, pick
+from jaxlvlm.data.builtin.wording import phrasings
 
 _SPLIT_FRACTIONS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 _PARTITION_SEED = 20240601  # fixed forever: changing it would move images across splits
@@ -90,14 +91,13 @@ def _layout(rng: np.random.Generator, n: int) -> list[tuple[float, float, float]
 
 
 def digits(rng: np.random.Generator, ctx: Context) -> Plan:
-    """Which digit is shown (one real handwritten digit per image); answer '0'-'9'."""
+    """Which digit is shown (one real handwritten digit per image); answer '0'-'9'. The question's
+    phrasing follows ctx.wording (jaxlvlm.data.builtin.wording)."""
     pool = split_pool(ctx.split)
     index = int(pool[int(rng.integers(len(pool)))])
     layout = _layout(rng, 1)
-    question = pick(
-        rng,
-        ("Which digit is shown?", "What digit is this?", "What number is written in the image?"),
-    )
+    # Every wording's set has the same length: the same draw, so only the text depends on it.
+    question = pick(rng, phrasings("digits", ctx.domain.name, ctx.wording))
     label = int(load_digit_images()[1][index])
 
     def render() -> Sample:

@@ -1,8 +1,10 @@
 """Visual domains of the built-in suite: the same scene drawn on different backgrounds and palettes.
 
 A domain changes only how a scene looks (background, colour values, pixel noise), never what it
-contains, so a domain-incremental stream asks the same questions about shifted images. Colour *names*
-are shared by all domains; their RGB values differ in the 'palette' domain.
+contains, so a domain-incremental stream asks the same questions about shifted images (unless a
+source sets wording='domain', which gives each domain its own phrasings of the digits' question:
+jaxlvlm.data.builtin.wording). Colour *names* are shared by all domains; their RGB values differ in
+the 'palette' domain.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from jaxlvlm.data.builtin.reasoning_tasks import caption, mcq
 from jaxlvlm.data.builtin.sample import Context, Plan
 from jaxlvlm.data.builtin.scene_tasks import attribute, counting, grounding, spatial
 from jaxlvlm.data.builtin.scenes import encode_png
+from jaxlvlm.data.builtin.wording import check_wording
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_BUCKETS = {"train": (0, 80), "val": (80, 90), "test": (90, 100)}
@@ -98,9 +99,12 @@ def _bucket(family: str, key) -> int:
     return _stable_int(repr((family, key))) % 100
 
 
-def _check_args(family: str, split: str, seed: int, domain: str, image_size: int) -> None:
+def _check_args(
+    family: str, split: str, seed: int, domain: str, image_size: int, wording: str = "shared"
+) -> None:
     get_family(family)
     get_domain(domain)
+    check_wording(wording, family)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for built-in family {family!r}; use {SPLITS}.")
     if not isinstance(seed, int | np.integer) or seed < 0:
@@ -121,6 +125,7 @@ def make_record(
     image_size: int = 32,
     with_meta: bool = False,
     task: str | None = None,
+    wording: str = "shared",
 ) -> dict:
     """Generates record `index` of a family's split.
 
@@ -133,11 +138,13 @@ def make_record(
       image_size: square image side in pixels.
       with_meta: also return the generator's ground truth under 'meta' (for tests and analysis).
       task: task name stored in the record (default task_name(family, domain)).
+      wording: 'shared' (one set of phrasings for every domain) or 'domain' (each domain its own
+        set, jaxlvlm.data.builtin.wording); only the question text depends on it.
     Returns:
       {'id', 'images': list of PNG bytes ([] for text-only), 'conversations': [human, gpt],
        'task', 'answer', 'scorer'} (+ 'meta').
     """
-    _check_args(family, split, seed, domain, image_size)
+    _check_args(family, split, seed, domain, image_size, wording)
     fam = FAMILIES[family]
     split_code = SPLITS.index(split)
     fam_code = _stable_int(family) & 0xFFFFFFFF
@@ -150,7 +157,7 @@ def make_record(
             int(seed), spawn_key=(fam_code, split_code, int(index), 1 + domain_code)
         )
     )
-    ctx = Context(get_domain(domain), int(image_size), split, style_rng)
+    ctx = Context(get_domain(domain), int(image_size), split, style_rng, wording)
     lo, hi = _SPLIT_BUCKETS[split]
     for _ in range(_MAX_DRAWS):
         plan = fam.plan(content_rng, ctx)
@@ -187,14 +194,15 @@ def make_records(
     start: int = 0,
     with_meta: bool = False,
     task: str | None = None,
+    wording: str = "shared",
 ) -> list[dict]:
     """Records start .. start+num-1 of a family's split (see make_record for the arguments).
 
     A prefix is stable: make_records(..., num=10) equals the first 10 of make_records(..., num=100).
     """
-    _check_args(family, split, seed, domain, image_size)
+    _check_args(family, split, seed, domain, image_size, wording)
     return [
-        make_record(family, split, i, seed, domain, image_size, with_meta, task)
+        make_record(family, split, i, seed, domain, image_size, with_meta, task, wording)
         for i in range(start, start + num)
     ]
 
@@ -213,9 +221,10 @@ class BuiltinSource:
     domain: str = "plain"
     image_size: int = 32
     task: str | None = None
+    wording: str = "shared"
 
     def __post_init__(self) -> None:
-        _check_args(self.family, self.split, self.seed, self.domain, self.image_size)
+        _check_args(self.family, self.split, self.seed, self.domain, self.image_size, self.wording)
         if self.num < 0:
             raise ValueError(f"BuiltinSource num must be >= 0, got {self.num}.")
 
@@ -230,5 +239,5 @@ class BuiltinSource:
             )
         return make_record(
             self.family, self.split, int(index), self.seed, self.domain, self.image_size,
-            task=self.task,
+            task=self.task, wording=self.wording,
         )  # fmt: skip

@@ -59,12 +59,15 @@ class Context:
       split: 'train', 'val' or 'test'.
       style_rng: random stream for domain effects (texture, noise), separate from the content
         stream so one seed gives the same scenes in every domain.
+      wording: 'shared' (every domain asks with the family's one set of phrasings) or 'domain'
+        (each domain has its own set, jaxlvlm.data.builtin.wording; only the families listed there).
     """
 
     domain: Domain
     image_size: int
     split: str
     style_rng: np.random.Generator
+    wording: str = "shared"
 
 
 def pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:

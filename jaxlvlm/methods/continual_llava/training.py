@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxlvlm.data import batch as B
@@ -167,3 +168,42 @@ def pool_hooks(
         finalize=finalize,
         wrap_iterator=embedding_wrapper(s, tid),
     )
+
+
+def selection_record(memory: dict, tasks: list[str], top_m: int) -> dict:
+    """Which pool entries each finished task selected, from the method's own end-of-task snapshots.
+
+    While task t trains, every training instance's selection coefficients (its top-M entries'
+    similarity weights, zero elsewhere) are summed into the memory; the end-of-task snapshot keeps
+    their mean over the task's instances for its K kept entries (snap_alpha [T_max, K] at the
+    entries snap_index [T_max, K]). Nothing is recomputed here.
+
+    Args:
+      memory: the pool memory after the stream (jaxlvlm.methods.prompt_pool.init_memory's keys).
+      tasks: the finished tasks' names in stream order (slot t of the memory is tasks[t]).
+      top_m: M, the entries each instance selects.
+    Returns:
+      {'pool_size': N, 'top_m': M, 'kept_entries': K,
+       'mean_coefficient': [T][N] each task's mean coefficient per entry (0 for an entry outside
+         its K kept ones; each row sums to 1 when K = N),
+       'top_entries': [T][M] the M entries with the largest mean coefficient, largest first}.
+    """
+    mem = jax.device_get(memory)
+    done = int(mem["num_done"])
+    if done < len(tasks):
+        raise ValueError(f"the pool memory holds {done} finished tasks, expected {len(tasks)}")
+    alpha = np.asarray(mem["snap_alpha"], np.float64)
+    index = np.asarray(mem["snap_index"])
+    pool_size = int(np.asarray(mem["coeff_sum"]).shape[0])
+    dense = np.zeros((len(tasks), pool_size))
+    for t in range(len(tasks)):
+        dense[t, index[t]] = alpha[t]
+    # A stable sort on the negated coefficients: ties keep the lower entry id first.
+    top = np.argsort(-dense, axis=1, kind="stable")[:, :top_m]
+    return {
+        "pool_size": pool_size,
+        "top_m": int(top_m),
+        "kept_entries": int(alpha.shape[1]),
+        "mean_coefficient": dense.tolist(),
+        "top_entries": top.tolist(),
+    }
