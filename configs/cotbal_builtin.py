@@ -56,9 +56,10 @@ def _tasks(scenario: str) -> tuple:
     raise ValueError(f"configs/cotbal_builtin.py: scenario={scenario!r}; choose from {SCENARIOS}")
 
 
-def _specs(tasks, split: str, num: int) -> tuple:
+def _specs(tasks, split: str, num: int, **extra) -> tuple:
     return tuple(
-        dict(type="builtin", family=f, domain=d, split=split, num=num, task=t) for f, d, t in tasks
+        dict(type="builtin", family=f, domain=d, split=split, num=num, task=t, **extra)
+        for f, d, t in tasks
     )
 
 
@@ -81,10 +82,13 @@ def get_config(arg: str | None = None):
     )
     tasks = _tasks(a.scenario)
     transfer = a.scenario == "transfer"
+    # transfer: the data are the same for every run seed (seed=0 on every builtin source), so test
+    # samples pair up across seeds and approaches; only init, data order and method randomness vary
+    fixed = dict(seed=0) if transfer else {}
     c = base_config()
     c.mode = "multitask"
-    c.data.sources = _specs(tasks, "train", a.num)
-    c.data.eval_sources = _specs(tasks, "test", a.eval_num)
+    c.data.sources = _specs(tasks, "train", a.num, **fixed)
+    c.data.eval_sources = _specs(tasks, "test", a.eval_num, **fixed)
     c.data.tasks = tuple(t for _, _, t in tasks)
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 50
@@ -122,7 +126,7 @@ def get_config(arg: str | None = None):
     c.method.probe_max_steps_ratio = 0.5
     c.method.probe_eval_every = 50
     c.method.probe_patience = 2
-    c.method.val_sources = _specs(tasks, "val", a.val_num)
+    c.method.val_sources = _specs(tasks, "val", a.val_num, **fixed)
     c.method.unbalanced = ("arithmetic",)
     c.method.stl_steps = 0 if a.stl else -1
     c.method.stl_exposure = bool(a.stl and transfer)
@@ -133,7 +137,7 @@ def get_config(arg: str | None = None):
     c.method.base_eval_every = a.base_eval_every
     c.method.base_patience = 2
     c.method.base_sources = tuple(
-        dict(type="builtin", family=f, domain=d, split="train", num=a.num, task=f"{f}-{d}")
+        dict(type="builtin", family=f, domain=d, split="train", num=a.num, task=f"{f}-{d}", **fixed)
         for f, d in (TRANSFER_BASE if transfer else ())
     )
     if a.test:

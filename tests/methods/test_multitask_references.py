@@ -53,6 +53,8 @@ def test_transfer_scenario_and_settings_checks():
     base = {(s["family"], s["domain"]) for s in c.method.base_sources}
     tasks = {(s["family"], s["domain"]) for s in c.data.sources}
     assert not base & tasks  # every task is new to the base
+    every = [*c.data.sources, *c.data.eval_sources, *c.method.val_sources, *c.method.base_sources]
+    assert all(s["seed"] == 0 for s in every)  # the same data for every run seed
     with pytest.raises(ValueError, match="choose from"):
         cotbal_builtin.get_config("scenario=nope")
     none = cotbal_builtin.get_config("scenario=transfer,weightings=")
