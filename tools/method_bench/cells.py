@@ -46,6 +46,12 @@ BASE_SHARED = ("base", "base_eval", "base_scores.json")
 
 _JOINT = "joint_summary={out}/lifelong/joint/seed{seed}/summary.json"
 
+# Pilot (docs/benchmark.md): 800 training samples per client, 300 test samples per task; rounds
+# and local epochs sized to the CPU budget (the dated note of 2026-11-30 there); every client's
+# model scored on 60 test samples of its task after every round (the per-round curves).
+_PILOT = "per_client=800,eval_num=300,rounds=2,epochs=1,round_eval_num=60"
+_FEDERATED = ("pilot", "fedavg", "fedprox", "local", "centralized")
+
 COMPARISONS = {
     c.name: c
     for c in (
@@ -61,6 +67,16 @@ COMPARISONS = {
                 Cell("all", f"approach=all,{_JOINT}", after=("joint",)),
             ),
             shared=BASE_SHARED,
+        ),
+        *(
+            Comparison(
+                name=f"pilot_{scenario}",
+                config="configs/federated_builtin.py",
+                args=f"scenario={scenario},{_PILOT}",
+                cells=tuple(Cell(a, f"approach={a}") for a in _FEDERATED),
+                shared=BASE_SHARED,
+            )
+            for scenario in ("multimodal", "mixed")
         ),
     )
 }
