@@ -17,12 +17,16 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: make `tools` importable
 
-from tools.method_bench import lifelong_tables  # noqa: E402
+from tools.method_bench import lifelong_tables, pilot_tables  # noqa: E402
 from tools.method_bench.collect import collect  # noqa: E402
 from tools.method_bench.readme_blocks import replace_block  # noqa: E402
 from tools.method_bench.tables_common import Cells  # noqa: E402
 
-RENDERERS = {"lifelong": lifelong_tables.render}
+RENDERERS = {
+    "lifelong": lifelong_tables.render,
+    "pilot_multimodal": pilot_tables.render,
+    "pilot_mixed": pilot_tables.render,
+}
 
 
 def render_readme(root: str, text: str) -> str:
