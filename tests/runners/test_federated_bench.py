@@ -172,3 +172,32 @@ def test_federated_final_scores_average_the_clients_of_a_task(tmp_path):
     write(str(cell / "eval" / "predictions_a_1.jsonl"), [("a", "a-0", 0.0)])
     with pytest.raises(ValueError, match="differ from .*predictions_a_0.jsonl's, a client of"):
         final_scores(str(cell))
+
+
+def test_a_base_shared_by_method_bench_is_reused_not_retrained(tmp_path, monkeypatch):
+    """tools.method_bench copies the first cell's base (cells.BASE_SHARED) into the other cells
+    of the seed: the federated runner must read it back from the same paths."""
+    import jax
+
+    from jaxlvlm.train import phase
+    from jaxlvlm.train.base_model import base_params
+    from tools.method_bench import __main__ as bench
+    from tools.method_bench.cells import COMPARISONS
+
+    first = _config("test,approach=pilot,base_steps=2")
+    tasks = list(first.data.tasks)
+    comp = COMPARISONS["pilot_multimodal"]
+    trained = base_params(first, bench.cell_dir(str(tmp_path), comp.name, "pilot", 0), tasks,
+                          settings_from(FederatedSettings, first.method))  # fmt: skip
+    assert bench.share_base(comp, str(tmp_path), "fedavg", 0) == ["base"]
+
+    def no_training(*a, **kw):
+        raise AssertionError("the shared base was trained again")
+
+    monkeypatch.setattr(phase, "train_loop", no_training)
+    other = _config("test,approach=fedavg,base_steps=2")
+    reused = base_params(other, bench.cell_dir(str(tmp_path), comp.name, "fedavg", 0), tasks,
+                         settings_from(FederatedSettings, other.method))  # fmt: skip
+    for a, b in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(reused),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
