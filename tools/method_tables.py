@@ -17,13 +17,18 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: make `tools` importable
 
-from tools.method_bench import cotbal_tables, lifelong_tables  # noqa: E402
+from tools.method_bench import cotbal_tables, lifelong_tables, pilot_tables  # noqa: E402
 from tools.method_bench.collect import collect  # noqa: E402
 from tools.method_bench.continual_tables import RENDERERS as CONTINUAL_RENDERERS  # noqa: E402
 from tools.method_bench.readme_blocks import replace_block  # noqa: E402
 from tools.method_bench.tables_common import Cells  # noqa: E402
 
-RENDERERS = {"lifelong": lifelong_tables.render, "cotbal": cotbal_tables.render}
+RENDERERS = {
+    "lifelong": lifelong_tables.render,
+    "cotbal": cotbal_tables.render,
+    "pilot_multimodal": pilot_tables.render,
+    "pilot_mixed": pilot_tables.render,
+}
 RENDERERS.update(CONTINUAL_RENDERERS)  # the four continual streams, one block each
 
 

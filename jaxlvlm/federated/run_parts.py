@@ -6,11 +6,13 @@ task list, the clients' evaluation, the summary and the report.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import jax
 import numpy as np
 
+from jaxlvlm.errors import ConfigError
 from jaxlvlm.eval import plots
 from jaxlvlm.files import (
     PathLike,
@@ -61,27 +63,96 @@ def federated_tasks(config) -> list[str]:
     )
 
 
-def evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, approach) -> list[float]:
-    """Score in [0, 100] of each client's personalised model on its task's eval sources."""
-    out, evaluators = [], {}
-    for k, cl in enumerate(clients):
-        if cl.task not in evaluators:
-            evals = task_specs(config, cl.task, "eval_sources")
-            c = phase_config(
-                config, task_specs(config, cl.task), 1, tasks, eval_sources=evals, lora=True
+def round_eval_sources(config, task: str, num: int) -> list[dict]:
+    """The first ``num`` samples of each of ``task``'s eval sources (the per-round curves).
+
+    Built-in records are pure functions of their index, so a spec with a smaller 'num' holds
+    exactly the first samples of the final evaluation's split; other source types cannot be cut
+    that way and are refused.
+    """
+    out = []
+    for spec in task_specs(config, task, "eval_sources"):
+        if spec.get("type") != "builtin":
+            raise ConfigError(
+                f"config.method.round_eval_num={num}: task {task!r} has a {spec.get('type')!r} "
+                "eval source; the round evaluation takes the first samples of builtin sources only"
             )
-            if approach.eval_connector is not None:
-                with c.unlocked():
-                    c.model.connector = approach.eval_connector[0]
-                    c.model.connector_kwargs = dict(approach.eval_connector[1])
-            evaluators[cl.task] = RS.make_weights_evaluator(
-                RS.prepare_run(c, run_path(workdir) / "eval")
-            )
-        result = evaluators[cl.task]({**frozen, "connector": conn[k]}, loras[k])
-        out.append(100.0 * float(result.scores[cl.task]))
-        path = run_path(workdir) / "eval" / f"predictions_{safe_name(cl.name)}.jsonl"
-        RS.write_predictions(path, result.predictions)
+        out.append(dict(spec, num=min(int(spec["num"]), num)))
     return out
+
+
+def _digest(*trees) -> str:
+    """A hash of every leaf's bytes (equal digests: the same parameters bit for bit)."""
+    h = hashlib.sha1()
+    for leaf in jax.tree_util.tree_leaves(trees):
+        x = np.asarray(jax.device_get(leaf))
+        h.update(str((x.shape, x.dtype)).encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+class ClientEvaluator:
+    """Scores (0-100) of clients' personalised models on their task's eval samples.
+
+    num: None = all of the task's eval sources (the final evaluation); N = the first N samples of
+    each (round_eval_sources: the per-round curves). One evaluator per (task, connector) is built
+    on first use and kept, so the generation compiles once per prompt shape for the whole run.
+    Clients of one task whose connector and LoRA are equal bit for bit (FedAvg and FedProx send
+    every client the same average) are scored once and share the result, which is what scoring
+    each of them would give.
+    """
+
+    def __init__(self, config, workdir: PathLike, tasks, num: int | None = None):
+        self.config, self.workdir, self.tasks, self.num = config, workdir, list(tasks), num
+        self._evaluators: dict = {}
+
+    def _evaluator(self, task: str, connector):
+        key = (task, None if connector is None else (connector[0], repr(connector[1])))
+        if key not in self._evaluators:
+            config = self.config
+            if self.num is None:
+                evals = task_specs(config, task, "eval_sources")
+            else:
+                evals = round_eval_sources(config, task, self.num)
+            c = phase_config(
+                config, task_specs(config, task), 1, self.tasks, eval_sources=evals, lora=True
+            )
+            if connector is not None:
+                with c.unlocked():
+                    c.model.connector = connector[0]
+                    c.model.connector_kwargs = dict(connector[1])
+            self._evaluators[key] = RS.make_weights_evaluator(
+                RS.prepare_run(c, run_path(self.workdir) / "eval")
+            )
+        return self._evaluators[key]
+
+    def __call__(
+        self, clients, frozen, conn, loras, connector=None, write_predictions: bool = False
+    ) -> list[float]:
+        """clients [K]; conn / loras: each client's connector parameters and LoRA; connector:
+        (name, kwargs) of the connector the parameters belong to (None: the run's own).
+        write_predictions: eval/predictions_<client>.jsonl per client (the final evaluation)."""
+        out, done = [], {}
+        for k, cl in enumerate(clients):
+            key = (cl.task, _digest(conn[k], loras[k]))
+            if key not in done:
+                done[key] = self._evaluator(cl.task, connector)(
+                    {**frozen, "connector": conn[k]}, loras[k]
+                )
+            result = done[key]
+            out.append(100.0 * float(result.scores[cl.task]))
+            if write_predictions:
+                path = run_path(self.workdir) / "eval" / f"predictions_{safe_name(cl.name)}.jsonl"
+                RS.write_predictions(path, result.predictions)
+        return out
+
+
+def evaluate_clients(config, workdir, tasks, clients, frozen, conn, loras, approach) -> list[float]:
+    """Score in [0, 100] of each client's personalised model on its task's eval sources; each
+    client's predictions in eval/predictions_<client>.jsonl."""
+    return ClientEvaluator(config, workdir, tasks)(
+        clients, frozen, conn, loras, approach.eval_connector, write_predictions=True
+    )
 
 
 def federated_summary(s: FederatedSettings, tasks, clients, scores, rounds_log, wall) -> dict:

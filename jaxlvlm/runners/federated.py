@@ -10,6 +10,13 @@ latest one; a finished run (summary.json) is read back, and a workdir of a run w
 is refused, naming the key. At the end each client's personalised model is evaluated on its task's
 test split: per client, per task (mean over its clients), macro over tasks. 'centralized' trains
 one model on the union of the clients' data (one phase; the upper bound).
+
+Each schedule entry's log (summary.json 'rounds', also in the round checkpoint's meta) holds its
+timing, traffic, rejections and training loss, 'aggregation_weights' (the [K][K] weights the
+server's aggregation applied, row k = what client k got from each upload: ATA's for Pilot's LoRA,
+the data-size weights for FedAvg/FedProx; None for local), and with method.round_eval_num > 0
+'eval': {client: score (0-100) of its model after this entry on the first round_eval_num test
+samples of its task} (the per-round curves).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 
 from jaxlvlm.federated.run_parts import (
     SUMMARY_FILE,
+    ClientEvaluator,
     evaluate_clients,
     federated_summary,
     federated_tasks,
@@ -90,6 +98,9 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
     frozen = {k: v for k, v in params0.items() if k != "connector"}
     names = [c.name for c in clients]
     ckpt = RoundCheckpoints(workdir, fp, keep=2)
+    round_eval = (
+        ClientEvaluator(config, workdir, tasks, s.round_eval_num) if s.round_eval_num else None
+    )
     try:
         state, log, wall_before, start = resume_rounds(ckpt, approach)
         for i in range(start, len(approach.schedule)):
@@ -102,11 +113,21 @@ def _rounds(config, workdir, s, tasks, clients, params0, run, fp) -> tuple[dict,
                 s.backend, program, payload, client_in, batches, jnp.asarray(active), keys, frozen
             )
             uploads = _drill([take(uploads, k) for k in range(len(clients))], names, s, i)
-            state, got, down = server_step(
+            state, got, down, weights = server_step(
                 approach, state, stage, names, payload, uploads, client_out
             )
             up = tree_bytes(stack(uploads)) if approach.uploads_travel() else 0
-            log.append(_round_log(rnd, stage, t_round, active, metrics, got, up, down))
+            entry = _round_log(rnd, stage, t_round, active, metrics, got, up, down)
+            entry["aggregation_weights"] = weights
+            if round_eval is not None:
+                # In the log entry, so the curve survives a resume (the checkpoint's meta).
+                t_eval = time.perf_counter()
+                conn, loras, connector = approach.round_model(state)
+                scores = round_eval(clients, frozen, conn, loras, connector)
+                entry["eval"] = dict(zip(names, scores, strict=True))
+                entry["eval_samples"] = s.round_eval_num
+                entry["eval_seconds"] = time.perf_counter() - t_eval
+            log.append(entry)
             logging.info("federated %s round %d %s: %s", s.approach, rnd, stage, log[-1])
             meta = {
                 "schedule": [list(e) for e in approach.schedule],

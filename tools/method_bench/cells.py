@@ -59,6 +59,11 @@ _JOINT = "joint_summary={out}/lifelong/joint/seed{seed}/summary.json"
 _CONTINUAL = f"steps={STEPS_PER_TASK},eval_num=300,base_steps=800,base_eval_every=100"
 CONTINUAL_APPROACHES = ("seq_ft", "seq_lora", "continual_llava", "replay", "joint")
 CONTINUAL_ORDER1_APPROACHES = ("seq_ft", "seq_lora", "continual_llava")
+# Pilot (docs/benchmark.md): 800 training samples per client, 300 test samples per task; rounds
+# and local epochs sized to the CPU budget (the dated note of 2026-11-30 there); every client's
+# model scored on 60 test samples of its task after every round (the per-round curves).
+_PILOT = "per_client=800,eval_num=300,rounds=2,epochs=1,round_eval_num=60"
+_FEDERATED = ("pilot", "fedavg", "fedprox", "local", "centralized")
 
 COMPARISONS = {
     c.name: c
@@ -110,6 +115,16 @@ COMPARISONS = {
             cells=tuple(Cell(a, f"approach={a}") for a in CONTINUAL_ORDER1_APPROACHES),
             shared=BASE_SHARED,
             base_from="continual_domain",
+        ),
+        *(
+            Comparison(
+                name=f"pilot_{scenario}",
+                config="configs/federated_builtin.py",
+                args=f"scenario={scenario},{_PILOT}",
+                cells=tuple(Cell(a, f"approach={a}") for a in _FEDERATED),
+                shared=BASE_SHARED,
+            )
+            for scenario in ("multimodal", "mixed")
         ),
     )
 }

@@ -4,6 +4,11 @@ From <runs>/<comparison>/<cell>/seed<k>/ it keeps summary.json, cell.json, the b
 record (base_phase.json: steps trained and validation scores) and the final evaluation's
 per-sample scores (final_scores.json, in the order of <comparison>/test_ids.json, written once per
 comparison and checked equal for every cell), and nothing else (no checkpoints, no predictions).
+
+Where the final evaluation is (final_scores): a lifelong cell's joint/ or last step_*/
+predictions.jsonl; a federated cell's eval/predictions_<client>.jsonl (one per client, averaged per
+test sample over the clients of its task, see federated_scores) or, for 'centralized', the one
+model's centralized/predictions.jsonl.
 """
 
 from __future__ import annotations
@@ -35,6 +40,47 @@ def final_predictions(cell_dir: str) -> str | None:
             return max(
                 phases, key=lambda p: int(os.path.basename(os.path.dirname(p)).split("_")[1])
             )
+    return None
+
+
+def federated_scores(paths: list[str]) -> tuple[list[str], list[float]]:
+    """(keys 'task/id', scores) of a federated cell from its clients' prediction files.
+
+    Both clients of a task are evaluated on the same test split, so each test sample's score is
+    the mean over the clients of its task (0, 0.5 or 1 for two clients): the keys are the task's
+    test samples, the same for every approach (centralized's one model gives each sample one
+    score, which is also its mean over the clients), and the mean of the scores is the mean over
+    clients (every task has the same number of clients and test samples). A client whose samples
+    differ from its task's other clients' is an error (the average would mix samples).
+    """
+    per_key: dict[str, list[float]] = {}
+    per_task: dict[str, tuple[str, list[str]]] = {}
+    for path in sorted(paths):
+        ids, scores = read_predictions(path)
+        task = ids[0].split("/", 1)[0] if ids else ""
+        if task in per_task and per_task[task][1] != ids:
+            raise ValueError(
+                f"{path}: its test samples differ from {per_task[task][0]}'s, a client of the same "
+                f"task {task!r}; its clients must be evaluated on the same samples"
+            )
+        per_task.setdefault(task, (path, ids))
+        for k, x in zip(ids, scores, strict=True):
+            per_key.setdefault(k, []).append(x)
+    keys = sorted(per_key)
+    return keys, [float(sum(per_key[k]) / len(per_key[k])) for k in keys]
+
+
+def final_scores(cell_dir: str) -> tuple[str, list[str], list[float]] | None:
+    """(where, keys, per-sample scores) of a cell's final evaluation, or None if it has none."""
+    lifelong = final_predictions(cell_dir)
+    if lifelong is not None:
+        return (lifelong, *read_predictions(lifelong))
+    central = os.path.join(cell_dir, "centralized", "predictions.jsonl")
+    if os.path.exists(central):
+        return (central, *read_predictions(central))
+    clients = glob.glob(os.path.join(cell_dir, "eval", "predictions_*.jsonl"))
+    if clients:
+        return (os.path.join(cell_dir, "eval"), *federated_scores(clients))
     return None
 
 
@@ -88,13 +134,13 @@ def collect(runs: str, dest: str, comparison: str) -> list[str]:
         base = os.path.join(src, "base", "phase.json")
         if os.path.exists(base):
             shutil.copy2(base, os.path.join(out, "base_phase.json"))
-        preds = final_predictions(src)
-        if preds is None and _references_only(summary):
+        found = final_scores(src)
+        if found is None and _references_only(summary):
             done.append(rel)  # a multi-task cell of single-task references: nothing to pair
             continue
-        if preds is None:
+        if found is None:
             raise FileNotFoundError(f"{src}: no predictions.jsonl of a final evaluation")
-        ids, scores = read_predictions(preds)
+        preds, ids, scores = found
         if os.path.exists(ids_path):
             with open(ids_path) as f:
                 known = json.load(f)["ids"]

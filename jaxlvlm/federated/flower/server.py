@@ -23,6 +23,7 @@ import time
 from flwr.app import Message
 from flwr.serverapp import Grid
 
+from jaxlvlm.errors import ConfigError
 from jaxlvlm.federated import run_parts as F
 from jaxlvlm.federated.flower import protocol as P
 from jaxlvlm.federated.flower.compile_cache import use_compilation_cache
@@ -96,6 +97,12 @@ def serve(grid: Grid, run_config: dict) -> dict:
     """Runs (or resumes, or reads back) the federation of ``run_config``; returns the summary."""
     config = P.load_config(str(run_config["config"]), str(run_config.get("overrides", "")))
     s = P.settings(config)
+    if s.round_eval_num:
+        # The server holds no client data to score; the sites would have to evaluate every round.
+        raise ConfigError(
+            f"config.method.round_eval_num={s.round_eval_num}: the per-round evaluation runs in "
+            "the in-process runner (mode 'federated') only; set it to 0 for the Flower app"
+        )
     fp = P.fingerprint(config, s)
     workdir = makedirs(str(run_config["workdir"]))  # local or a URL (gs://bucket/run)
     timeout = float(run_config["round_timeout"])
@@ -188,7 +195,7 @@ def _round(grid, sites: Sites, approach, roster, state, i: int, timeout: float):
             stats[name] = json.loads(str(meta["stats"]))
     # The sites keep their own client state; the server's copy is the stage's fresh layout only.
     client_states = approach.template(stage)["client_state"]
-    state, got, down = server_step(
+    state, got, down, weights = server_step(
         approach, state, stage, names, payload, uploads, client_states, absent
     )
     steps = sum(x["local_steps"] for x in stats.values())
@@ -204,6 +211,7 @@ def _round(grid, sites: Sites, approach, roster, state, i: int, timeout: float):
         "rejected": [dict(client=w, reason=r) for w, r in got.rejected],
         "left_out": sorted(absent),
         "mean_train_ce": ce / max(steps, 1),
+        "aggregation_weights": weights,
     }
     for who, why in got.rejected:
         logging.warning("round %d (%s): left out %s: %s", rnd, stage, who, why)

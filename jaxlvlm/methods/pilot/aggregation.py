@@ -10,6 +10,8 @@ server.collect_updates puts a rejected client's previous parameters in its slot.
   M nearest clients (Euclidean distance of the flattened LoRA, float32), inverse-distance weights,
   self weight β_k = n_k / (n_k + Σ_{j∈N_M(k)} n_j).
 - fedavg: one data-size weighted mean over clients (FedAvg / FedProx server).
+The ``*_with_weights`` forms also return the weights they applied, so a run can record what the
+server gave each client without recomputing it.
 """
 
 from __future__ import annotations
@@ -102,19 +104,36 @@ def ata_weights(
     return jnp.where(valid[:, None], w, jnp.eye(k, dtype=w.dtype))
 
 
+def adaptive_aggregate_with_weights(
+    stacked: PyTree, num_examples: jax.Array, valid: jax.Array, num_neighbours: int
+) -> tuple[PyTree, jax.Array]:
+    """Eq. (16) and the mixing matrix it used: (leaves [K, ...], W [K, K], W[k, j] = the weight
+    client k's personalised parameters give client j's upload)."""
+    w = ata_weights(flatten_clients(stacked), num_examples, valid, num_neighbours)
+    return _mix(w, stacked), w
+
+
 def adaptive_aggregate(
     stacked: PyTree, num_examples: jax.Array, valid: jax.Array, num_neighbours: int
 ) -> PyTree:
     """Each client's personalised parameters by eq. (16): leaves [K, ...] -> [K, ...]."""
-    w = ata_weights(flatten_clients(stacked), num_examples, valid, num_neighbours)
-    return _mix(w, stacked)
+    return adaptive_aggregate_with_weights(stacked, num_examples, valid, num_neighbours)[0]
 
 
 @jax.jit
-def fedavg(stacked: PyTree, num_examples: jax.Array, valid: jax.Array) -> PyTree:
-    """Data-size weighted mean over accepted clients: leaves [K, ...] -> [...]."""
+def fedavg_with_weights(
+    stacked: PyTree, num_examples: jax.Array, valid: jax.Array
+) -> tuple[PyTree, jax.Array]:
+    """Data-size weighted mean over accepted clients and its weights: (leaves [K, ...] -> [...],
+    w [K], w[k] = n_k valid_k / sum_j n_j valid_j)."""
     w = (num_examples * valid).astype(jnp.float32)
     w = w / jnp.maximum(jnp.sum(w), 1e-12)
-    return jax.tree_util.tree_map(
+    avg = jax.tree_util.tree_map(
         lambda x: jnp.tensordot(w, x.astype(jnp.float32), axes=1).astype(x.dtype), stacked
     )
+    return avg, w
+
+
+def fedavg(stacked: PyTree, num_examples: jax.Array, valid: jax.Array) -> PyTree:
+    """Data-size weighted mean over accepted clients: leaves [K, ...] -> [...]."""
+    return fedavg_with_weights(stacked, num_examples, valid)[0]

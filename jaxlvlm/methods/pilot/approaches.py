@@ -3,8 +3,13 @@
 A ``RoundApproach`` answers four questions for the one round loop (jaxlvlm.runners.federated):
   ``begin(state, stage)``  -> (client program, per-client payload [K, ...], client states [K, ...]);
   ``previous(state, payload, stage)`` -> what each client held before the round (the update check);
-  ``aggregate(state, collected, client_states, stage)`` -> (next state, bytes sent down);
-  ``personalised(state)`` -> each client's connector and LoRA for evaluation, and its connector.
+  ``aggregate(state, collected, client_states, stage)`` -> (next state, bytes sent down, the
+      aggregation weights it applied: W [K, K] with W[k, j] = the weight of client j's upload in
+      what client k gets back (Pilot: ATA's LoRA weights; FedAvg/FedProx: the data-size weights,
+      every row the same), or None when nothing is aggregated (local));
+  ``personalised(state)`` -> each client's connector and LoRA for evaluation, and its connector;
+  ``round_model(state)`` -> (connectors, LoRAs, (connector name, kwargs) or None for the run's
+      own): each client's model as it stands after any schedule entry (the per-round curves).
 Its state is a dict of arrays (checkpointed after every round): Pilot keeps the task averages, the
 personalised LoRA and every client's kept adapters; the baselines keep the payload and ``{}``.
 
@@ -25,7 +30,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxlvlm.methods.pilot import programs as PG
-from jaxlvlm.methods.pilot.aggregation import fedavg
+from jaxlvlm.methods.pilot.aggregation import fedavg_with_weights
 from jaxlvlm.methods.pilot.clients import stack, take, tree_bytes
 from jaxlvlm.methods.pilot.server import pilot_aggregate, round_schedule, stage2_connector_params
 from jaxlvlm.methods.pilot.settings import FederatedSettings
@@ -112,9 +117,11 @@ class BaselineApproach:
     def aggregate(self, state, got, client_states, stage):
         del state, stage
         if not self.average:  # local: each keeps its own (a rejected one its previous)
-            return {"payload": got.stacked, "client_state": client_states}, 0
-        payload = stack([fedavg(got.stacked, self.n, jnp.asarray(got.valid))] * self.K)
-        return {"payload": payload, "client_state": client_states}, tree_bytes(payload)
+            return {"payload": got.stacked, "client_state": client_states}, 0, None
+        avg, w = fedavg_with_weights(got.stacked, self.n, jnp.asarray(got.valid))
+        payload = stack([avg] * self.K)
+        weights = jnp.broadcast_to(w[None, :], (self.K, self.K))  # everyone gets the same mean
+        return {"payload": payload, "client_state": client_states}, tree_bytes(payload), weights
 
     def uploads_travel(self) -> bool:
         return self.average
@@ -122,6 +129,9 @@ class BaselineApproach:
     def personalised(self, state):
         conn = [take(state["payload"], k)["connector"] for k in range(self.K)]
         return conn, [take(state["payload"], k)["lora"] for k in range(self.K)]
+
+    def round_model(self, state):
+        return (*self.personalised(state), None)
 
 
 class PilotApproach:
@@ -193,7 +203,7 @@ class PilotApproach:
 
     def aggregate(self, state, got, client_states, stage):
         del stage
-        task_avgs, lora = pilot_aggregate(
+        task_avgs, lora, weights = pilot_aggregate(
             got.stacked["task_adapter"],
             got.stacked["lora"],
             self.own_task,
@@ -204,7 +214,7 @@ class PilotApproach:
             state["task_avgs"],
         )
         new = {"task_avgs": task_avgs, "lora": lora, "client_state": client_states}
-        return new, tree_bytes(task_avgs) * self.K + tree_bytes(lora)
+        return new, tree_bytes(task_avgs) * self.K + tree_bytes(lora), weights
 
     def uploads_travel(self) -> bool:
         return True
@@ -223,6 +233,22 @@ class PilotApproach:
             for k in range(self.K)
         ]
         return conn, [take(state["lora"], k) for k in range(self.K)]
+
+    def round_model(self, state):
+        """After stage 1 a client's model is the stage-1 connector (its task's average adapter and
+        its own client adapter) with its ATA LoRA; from stage 2 on, the CT-MoA connector."""
+        cs = state["client_state"]
+        if "router" in cs:
+            return (*self.personalised(state), self.eval_connector)
+        conn = [
+            {
+                "task_adapter": take(state["task_avgs"], int(self.own_task[k])),
+                "client_adapter": take(cs, k)["client_adapter"],
+            }
+            for k in range(self.K)
+        ]
+        loras = [take(state["lora"], k) for k in range(self.K)]
+        return conn, loras, ("pilot_stage1", {})
 
 
 def make_approach(config, run, s: FederatedSettings, base_params, clients):

@@ -29,8 +29,10 @@ def server_step(
     uploads: Sequence[PyTree | None],
     client_states: PyTree,
     absent: dict[str, str] | None = None,
-) -> tuple[PyTree, CollectedUpdates, int]:
-    """Checks the uploads, aggregates them: (next server state, what was collected, bytes down).
+) -> tuple[PyTree, CollectedUpdates, int, list[list[float]] | None]:
+    """Checks the uploads, aggregates them: (next server state, what was collected, bytes down,
+    the aggregation weights the approach applied as a [K][K] list, row k = what client k got from
+    each client's upload, or None when the approach aggregates nothing).
 
     names [K]; payload: what the server sent (leaves [K, ...]); uploads [K] pytrees, None for a
     client that sent nothing; absent: {client: why it sent nothing}. A bad or missing upload is
@@ -49,8 +51,10 @@ def server_step(
     got = CollectedUpdates(
         stacked=got.stacked, valid=valid, rejected=[(n, reasons[n]) for n in names if n in reasons]
     )
-    state, down = approach.aggregate(state, got, client_states, stage)
-    return state, got, down
+    state, down, weights = approach.aggregate(state, got, client_states, stage)
+    if weights is not None:
+        weights = np.asarray(weights, np.float64).round(6).tolist()  # JSON for the round log
+    return state, got, down, weights
 
 
 def resume_rounds(ckpt: RoundCheckpoints, approach):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlvlm.methods.pilot.aggregation import adaptive_aggregate, task_average
+from jaxlvlm.methods.pilot.aggregation import adaptive_aggregate_with_weights, task_average
 
 PyTree = Any
 
@@ -113,16 +113,18 @@ def pilot_aggregate(
     num_tasks: int,
     num_neighbours: int,
     previous_task_adapters: PyTree | None = None,
-) -> tuple[PyTree, PyTree]:
+) -> tuple[PyTree, PyTree, jax.Array]:
     """The Pilot server after a stage: task-aware averaging of ψ_t and ATA (eq. 16) of the LoRA.
 
     task_adapters / lora: leaves [K, ...] (finite; see collect_updates); task [K]; num_examples [K];
-    valid [K] -> (task averages, leaves [T, ...]; personalised LoRA, leaves [K, ...]).
+    valid [K] -> (task averages, leaves [T, ...]; personalised LoRA, leaves [K, ...]; ATA's mixing
+    matrix W [K, K] that made them, W[k, j] = the weight of client j's LoRA in client k's).
     """
     averages = task_average(
         task_adapters, task, num_examples, valid, num_tasks, previous_task_adapters
     )
-    return averages, adaptive_aggregate(lora, num_examples, valid, num_neighbours)
+    lora, w = adaptive_aggregate_with_weights(lora, num_examples, valid, num_neighbours)
+    return averages, lora, w
 
 
 def other_task_index(own_task: jax.Array | int, num_tasks: int) -> jax.Array:

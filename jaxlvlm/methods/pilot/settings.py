@@ -6,7 +6,7 @@ import dataclasses
 from typing import ClassVar
 
 from jaxlvlm.methods.pilot.client import BACKENDS
-from jaxlvlm.methods.settings import BaseModelSettings, choose
+from jaxlvlm.methods.settings import BaseModelSettings, choose, require
 
 APPROACHES = ("pilot", "fedavg", "fedprox", "local", "centralized")
 
@@ -20,6 +20,9 @@ class FederatedSettings(BaseModelSettings):
     lambda_diff, lambda_balance, lambda_z: Pilot's auxiliary losses; neighbours: ATA's M
     (0 = min(3, K - 1)); cross_hidden_dim: CT-MoA's adapter width.
     prox_mu: FedProx's mu. fault_drill_client: a client whose round-1 upload is corrupted (NaN).
+    round_eval_num: after every schedule entry, score each client's personalised model on the
+      first this many test samples of its task and record them in that entry's log (the
+      per-round curves; 0 = off). 'centralized' has no rounds and ignores it.
     """
 
     MODE: ClassVar[str] = "federated"
@@ -42,9 +45,14 @@ class FederatedSettings(BaseModelSettings):
     cross_hidden_dim: int = 256
     evaluate_base: bool = False
     fault_drill_client: str = ""
+    round_eval_num: int = 0
 
     def __post_init__(self):
         choose(self, "approach", self.approach, APPROACHES)
         choose(self, "backend", self.backend, tuple(BACKENDS))
         choose(self, "partition", self.partition, ("iid", "dirichlet"))
+        require(
+            self.round_eval_num >= 0,
+            f"config.method.round_eval_num={self.round_eval_num}: use >= 0 (0 = off)",
+        )
         self.check_base()
