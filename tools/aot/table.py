@@ -40,12 +40,15 @@ def _batch(report: dict, entry: dict) -> str:
     return f"{entry['tokens_per_step'] // length}x{length}"
 
 
-def rows(results_dir: str = RESULTS) -> list[str]:
-    """One markdown row per (recipe, topology, program) of the JSON reports, sorted by file."""
+def rows(results_dir: str = RESULTS, variants: bool = False) -> list[str]:
+    """One markdown row per (recipe, topology, program) of the JSON reports, sorted by file; with
+    ``variants`` (tools.aot.sweep's files, <recipe>__<topology>__<label>.json) the label follows the
+    recipe, since overrides such as grad_accum or a method setting show in no other column."""
     out = []
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         with open(path) as f:
             r = json.load(f)
+        variant = os.path.splitext(os.path.basename(path))[0].split("__")[-1]
         mesh = "x".join(str(v) for v in r["mesh"].values())
         # Reports of the old `with mesh:` tracing (constraints inactive) are marked as such.
         context = r.get("mesh_context", "legacy")
@@ -61,6 +64,7 @@ def rows(results_dir: str = RESULTS) -> list[str]:
                 + " | ".join(
                     [
                         label,
+                        *([variant] if variants else []),
                         e["program"],
                         f"{r['topology']} ({r['chips']} chips)",
                         f"{mesh}",
@@ -78,14 +82,16 @@ def rows(results_dir: str = RESULTS) -> list[str]:
     return out
 
 
-def table(results_dir: str = RESULTS) -> str:
+def table(results_dir: str = RESULTS, variants: bool = False) -> str:
     head = (
-        "| recipe | program | topology | mesh (data x fsdp x tensor) | remat (vision/text) | "
+        "| recipe | "
+        + ("variant | " if variants else "")
+        + "program | topology | mesh (data x fsdp x tensor) | remat (vision/text) | "
         "batch (rows x len) | "
         "HBM GiB used / available per chip | fits | est. step ms | est. MFU | dominant "
-        "collectives per step |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "collectives per step |\n|" + "---|" * (12 if variants else 11)
     )
-    return "\n".join([head, *rows(results_dir)])
+    return "\n".join([head, *rows(results_dir, variants)])
 
 
 def _gib(collectives: dict, kind: str) -> str:
@@ -139,7 +145,7 @@ def comparison(results_dir: str = RESULTS, legacy_dir: str = LEGACY) -> str:
 # marker name -> the generated text of its block
 BLOCKS = {
     "aot-table": lambda: table(RESULTS),
-    "aot-sweep": lambda: table(os.path.join(RESULTS, "sweeps")),
+    "aot-sweep": lambda: table(os.path.join(RESULTS, "sweeps"), variants=True),
     "aot-legacy": comparison,
 }
 
