@@ -118,9 +118,24 @@ def _before_after(before: dict, after: dict) -> list[str]:
     return [hbm, mfu, *coll]
 
 
+def _settings(report: dict) -> tuple:
+    """What a compile was asked for besides the tracing context: mesh, remat, micro-batches, loss
+    chunk and rows (missing keys compare equal to each other)."""
+    rt = report.get("runtime", {})
+    keys = ("remat_vision", "remat_text", "grad_accum", "loss_chunk")
+    return (
+        tuple(report["mesh"].values()),
+        *(rt.get(k) for k in keys),
+        report.get("batch", {}).get("rows"),
+    )
+
+
 def comparison(results_dir: str = RESULTS, legacy_dir: str = LEGACY) -> str:
     """One row per program compiled both under the former `with mesh:` tracing (legacy_dir) and
-    now (results_dir), matched by file name (recipe and topology) and program."""
+    now, matched by file name (recipe and topology) and program. 'Now' is the compile at the same
+    settings (mesh, remat, micro-batches, loss chunk, rows): the recipe's own (results_dir) or,
+    where the recipe has since recorded a swept variant, the variant at its former settings
+    (results_dir/sweeps); the recipe's own when neither matches."""
     head = (
         "| recipe | program | mesh | HBM GiB per chip | est. MFU | all-reduce GiB per step | "
         "all-gather GiB per step |\n|---|---|---|---|---|---|---|"
@@ -130,15 +145,28 @@ def comparison(results_dir: str = RESULTS, legacy_dir: str = LEGACY) -> str:
         now = os.path.join(results_dir, os.path.basename(path))
         if not os.path.exists(now):
             continue
-        with open(path) as f, open(now) as g:
-            old, new = json.load(f), json.load(g)
-        new_programs = {e["program"]: e for e in new["programs"]}
-        mesh = " -> ".join("x".join(str(v) for v in r["mesh"].values()) for r in (old, new))
+        stem = os.path.splitext(os.path.basename(path))[0]
+        variants = sorted(glob.glob(os.path.join(results_dir, "sweeps", f"{stem}__*.json")))
+        candidates = []
+        for c in [now, *variants]:
+            with open(c) as g:
+                candidates.append(json.load(g))
+        with open(path) as f:
+            old = json.load(f)
+        same = [r for r in candidates if _settings(r) == _settings(old)]
         for e in old["programs"]:
-            if e["program"] in new_programs:
-                cells = [old["recipe"], e["program"], mesh]
-                cells += _before_after(e, new_programs[e["program"]])
-                out.append("| " + " | ".join(cells) + " |")
+            found = [
+                (r, x)
+                for r in [*same, candidates[0]]
+                for x in r["programs"]
+                if x["program"] == e["program"]
+            ]
+            if not found:
+                continue
+            new, entry = found[0]
+            mesh = " -> ".join("x".join(str(v) for v in r["mesh"].values()) for r in (old, new))
+            cells = [old["recipe"], e["program"], mesh, *_before_after(e, entry)]
+            out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
