@@ -24,4 +24,10 @@ def get_config(arg: str | None = None):
     c.method.grad_layer = 31
     # Per-sample gradients are vmapped: 128 rows at once needed 96 GiB per chip (bench_results).
     c.method.feature_batch = 32
+    # Swept with tools.aot.sweep on v5p-32 (BENCHMARKS.md section 6, variants): grad_mode 'mixture'
+    # (one batched pass, a LoRA copy per row) cuts the feature pass's all-gathers from 23,506 to
+    # 12.7 GiB per call but needs 87.7 of 88.5 GiB per chip and estimates 19.3% (its rank-B*R LoRA
+    # doubles XLA's FLOPs) against 'vmap' at 20.2 GiB and 20.4%, so 'vmap' (the runner's default,
+    # set here so a sweep can override it) is kept.
+    c.method.grad_mode = "vmap"
     return c

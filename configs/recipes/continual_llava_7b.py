@@ -27,4 +27,10 @@ def get_config(arg: str | None = None):
     c.method.max_tasks = 8
     # The pool's own forward_fn cannot use the chunked LM head (jaxlvlm.train.chunked_loss).
     c.train.loss_chunk = 0
+    # Swept with tools.aot.sweep on v5p-16 (BENCHMARKS.md section 6, variants): the decoder's remat
+    # 'dots' at batch 128 does not fit (libtpu: 106.9 GiB of 95.7); with 2 micro-batches of 64
+    # (same global batch) it fits at 72.2 of 88.5 GiB per chip with the best estimated MFU, 51.3%
+    # (step 5.82 s) against full remat's 46.8% (6.38 s, 47.5 GiB).
+    c.runtime.remat_text = "dots"
+    c.train.grad_accum = 2
     return c

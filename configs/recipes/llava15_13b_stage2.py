@@ -17,4 +17,11 @@ AOT = {
 
 
 def get_config(arg: str | None = None):
-    return recipe("13b", 2, arg=arg)
+    c = recipe("13b", 2, arg=arg)
+    # Swept with tools.aot.sweep on v5p-64 (BENCHMARKS.md section 6, variants): the decoder's remat
+    # 'dots' fits (54.6 of 88.5 GiB per chip) with the best estimated MFU, 83.4% (step 1.72 s)
+    # against full remat's 58.6% (2.44 s, 21.1 GiB). XLA's FLOPs for the 'dots' step (2.0e14 per
+    # device) are below even one forward of the model, so its absolute MFU is not credible; the
+    # time ratio, 0.70, is about what dropping the recomputed forward should give.
+    c.runtime.remat_text = "dots"
+    return c

@@ -22,4 +22,9 @@ def get_config(arg: str | None = None):
     c.data.global_batch_size = 16
     c.mode = "federated"
     c.model.connector = "pilot_stage1"
+    # Swept with tools.aot.sweep on v5p-8 (BENCHMARKS.md section 6, variants): fsdp 4 with the
+    # decoder's remat 'dots' has the best estimated MFU that fits, 41.4% (65.0 of 88.5 GiB per
+    # chip, step 1.81 s) against full remat's 37.3% (22.8 GiB, 2.00 s); data parallel over the 4
+    # chips (frozen weights replicated, no all-gathers) estimates 27.7% (51.2 GiB, 2.70 s).
+    c.runtime.remat_text = "dots"
     return c

@@ -124,6 +124,8 @@ def lower_sample_features(ctx: AotContext) -> Program:
         alpha=float(lora_cfg.alpha),
         dim=int(_method(ctx, "proj_dim")),
         image_token_id=ctx.model_cfg.image_token_id,
+        # 'vmap' (the default) or 'mixture', as the runner passes AdaptInfSettings.grad_mode.
+        grad_mode=str(_method(ctx, "grad_mode", "vmap")),
     )
     # The runner scores the stream method.feature_batch rows at a time.
     rows = int(_method(ctx, "feature_batch", ctx.batch.rows))

@@ -40,12 +40,15 @@ def _batch(report: dict, entry: dict) -> str:
     return f"{entry['tokens_per_step'] // length}x{length}"
 
 
-def rows(results_dir: str = RESULTS) -> list[str]:
-    """One markdown row per (recipe, topology, program) of the JSON reports, sorted by file."""
+def rows(results_dir: str = RESULTS, variants: bool = False) -> list[str]:
+    """One markdown row per (recipe, topology, program) of the JSON reports, sorted by file; with
+    ``variants`` (tools.aot.sweep's files, <recipe>__<topology>__<label>.json) the label follows the
+    recipe, since overrides such as grad_accum or a method setting show in no other column."""
     out = []
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         with open(path) as f:
             r = json.load(f)
+        variant = os.path.splitext(os.path.basename(path))[0].split("__")[-1]
         mesh = "x".join(str(v) for v in r["mesh"].values())
         # Reports of the old `with mesh:` tracing (constraints inactive) are marked as such.
         context = r.get("mesh_context", "legacy")
@@ -61,6 +64,7 @@ def rows(results_dir: str = RESULTS) -> list[str]:
                 + " | ".join(
                     [
                         label,
+                        *([variant] if variants else []),
                         e["program"],
                         f"{r['topology']} ({r['chips']} chips)",
                         f"{mesh}",
@@ -78,14 +82,16 @@ def rows(results_dir: str = RESULTS) -> list[str]:
     return out
 
 
-def table(results_dir: str = RESULTS) -> str:
+def table(results_dir: str = RESULTS, variants: bool = False) -> str:
     head = (
-        "| recipe | program | topology | mesh (data x fsdp x tensor) | remat (vision/text) | "
+        "| recipe | "
+        + ("variant | " if variants else "")
+        + "program | topology | mesh (data x fsdp x tensor) | remat (vision/text) | "
         "batch (rows x len) | "
         "HBM GiB used / available per chip | fits | est. step ms | est. MFU | dominant "
-        "collectives per step |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "collectives per step |\n|" + "---|" * (12 if variants else 11)
     )
-    return "\n".join([head, *rows(results_dir)])
+    return "\n".join([head, *rows(results_dir, variants)])
 
 
 def _gib(collectives: dict, kind: str) -> str:
@@ -112,9 +118,24 @@ def _before_after(before: dict, after: dict) -> list[str]:
     return [hbm, mfu, *coll]
 
 
+def _settings(report: dict) -> tuple:
+    """What a compile was asked for besides the tracing context: mesh, remat, micro-batches, loss
+    chunk and rows (missing keys compare equal to each other)."""
+    rt = report.get("runtime", {})
+    keys = ("remat_vision", "remat_text", "grad_accum", "loss_chunk")
+    return (
+        tuple(report["mesh"].values()),
+        *(rt.get(k) for k in keys),
+        report.get("batch", {}).get("rows"),
+    )
+
+
 def comparison(results_dir: str = RESULTS, legacy_dir: str = LEGACY) -> str:
     """One row per program compiled both under the former `with mesh:` tracing (legacy_dir) and
-    now (results_dir), matched by file name (recipe and topology) and program."""
+    now, matched by file name (recipe and topology) and program. 'Now' is the compile at the same
+    settings (mesh, remat, micro-batches, loss chunk, rows): the recipe's own (results_dir) or,
+    where the recipe has since recorded a swept variant, the variant at its former settings
+    (results_dir/sweeps); the recipe's own when neither matches."""
     head = (
         "| recipe | program | mesh | HBM GiB per chip | est. MFU | all-reduce GiB per step | "
         "all-gather GiB per step |\n|---|---|---|---|---|---|---|"
@@ -124,22 +145,35 @@ def comparison(results_dir: str = RESULTS, legacy_dir: str = LEGACY) -> str:
         now = os.path.join(results_dir, os.path.basename(path))
         if not os.path.exists(now):
             continue
-        with open(path) as f, open(now) as g:
-            old, new = json.load(f), json.load(g)
-        new_programs = {e["program"]: e for e in new["programs"]}
-        mesh = " -> ".join("x".join(str(v) for v in r["mesh"].values()) for r in (old, new))
+        stem = os.path.splitext(os.path.basename(path))[0]
+        variants = sorted(glob.glob(os.path.join(results_dir, "sweeps", f"{stem}__*.json")))
+        candidates = []
+        for c in [now, *variants]:
+            with open(c) as g:
+                candidates.append(json.load(g))
+        with open(path) as f:
+            old = json.load(f)
+        same = [r for r in candidates if _settings(r) == _settings(old)]
         for e in old["programs"]:
-            if e["program"] in new_programs:
-                cells = [old["recipe"], e["program"], mesh]
-                cells += _before_after(e, new_programs[e["program"]])
-                out.append("| " + " | ".join(cells) + " |")
+            found = [
+                (r, x)
+                for r in [*same, candidates[0]]
+                for x in r["programs"]
+                if x["program"] == e["program"]
+            ]
+            if not found:
+                continue
+            new, entry = found[0]
+            mesh = " -> ".join("x".join(str(v) for v in r["mesh"].values()) for r in (old, new))
+            cells = [old["recipe"], e["program"], mesh, *_before_after(e, entry)]
+            out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
 # marker name -> the generated text of its block
 BLOCKS = {
     "aot-table": lambda: table(RESULTS),
-    "aot-sweep": lambda: table(os.path.join(RESULTS, "sweeps")),
+    "aot-sweep": lambda: table(os.path.join(RESULTS, "sweeps"), variants=True),
     "aot-legacy": comparison,
 }
 
