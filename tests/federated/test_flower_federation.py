@@ -1,7 +1,7 @@
 """Pilot and FedAvg on Flower across processes: a SuperLink and two SuperNodes on 127.0.0.1.
 
 The results must equal the in-process runner's bitwise (same seed, same data, the same jitted
-client program on each site's own batches): Pilot in the default suite, FedAvg (slow) too. Each
+client program on each site's own batches), for Pilot and for FedAvg, both in the default suite. Each
 site's warm process (jaxlvlm.federated.flower.worker) holds its site between messages, and every
 process loads what the reference run compiled from the shared compilation cache. Slow: a site that
 sends NaN is rejected and named while the round goes on, and a site killed during round 2 is left
@@ -35,12 +35,7 @@ from jaxlvlm.federated.flower import protocol as P  # noqa: E402
 from jaxlvlm.runners import federated as F  # noqa: E402
 
 
-@pytest.mark.parametrize(
-    "approach",
-    # FedAvg's federation costs as much again; Pilot's (stage 1, stage 2, kept state) is the
-    # superset the default suite checks.
-    ["pilot", pytest.param("fedavg", marks=pytest.mark.slow)],
-)
+@pytest.mark.parametrize("approach", ["pilot", "fedavg"])
 def test_flower_equals_the_in_process_runner(approach, tmp_path, shared_cache):
     s = spec(approach)  # Pilot: round 1 stage 1 + stage 2, round 2 stage 2
     # The reference first: the Flower processes then load its compiled programs.
