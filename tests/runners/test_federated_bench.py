@@ -189,7 +189,8 @@ def test_a_base_shared_by_method_bench_is_reused_not_retrained(tmp_path, monkeyp
     comp = COMPARISONS["pilot_multimodal"]
     trained = base_params(first, bench.cell_dir(str(tmp_path), comp.name, "pilot", 0), tasks,
                           settings_from(FederatedSettings, first.method))  # fmt: skip
-    assert bench.share_base(comp, str(tmp_path), "fedavg", 0) == ["base"]
+    copied, source = bench.share_base(comp, str(tmp_path), "fedavg", 0)
+    assert copied == ["base"] and source == os.path.join(comp.name, "pilot", "seed0")
 
     def no_training(*a, **kw):
         raise AssertionError("the shared base was trained again")

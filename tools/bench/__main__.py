@@ -17,6 +17,7 @@ FIGURES = {
     "device_check": "tools.bench.device_check",
     "xla_cpu_flags": "tools.bench.xla_cpu_flags",
     "train_step_table": "tools.bench.train_step_table",
+    "step_profile": "tools.bench.step_profile",
 }
 
 
