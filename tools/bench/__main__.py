@@ -18,6 +18,7 @@ FIGURES = {
     "xla_cpu_flags": "tools.bench.xla_cpu_flags",
     "train_step_table": "tools.bench.train_step_table",
     "step_profile": "tools.bench.step_profile",
+    "step_profile_table": "tools.bench.step_profile_table",
 }
 
 
