@@ -21,13 +21,16 @@ import itertools
 import numpy as np
 
 from jaxlvlm.eval import plots
-from jaxlvlm.eval.intervals import paired_bootstrap, seed_interval, verdict
 from tools.method_bench.tables_common import (
     Cells,
+    base_table,
+    bootstrap_note,
+    claim_sentence,
+    final_row_table,
     fmt_interval,
     fmt_range,
     fmt_seeds,
-    pooled_scores,
+    paired_claim,
 )
 
 COMPARISONS = (
@@ -79,15 +82,6 @@ def main_table(cells: Cells) -> list[str]:
     return plots.markdown_table(header, rows)
 
 
-def final_row_table(cells: Cells) -> list[str]:
-    tasks = cells.tasks()
-    rows = []
-    for a in cells.present(APPROACHES):
-        finals = np.asarray([_final_row(s) for s in cells.summaries(a)])
-        rows.append([a, *[fmt_seeds(finals[:, i]) for i in range(len(tasks))]])
-    return plots.markdown_table(["approach", *tasks], rows)
-
-
 CLAIMS = (
     # (number, text, the method, the baseline, metric, sign, margin): the difference tested is
     # sign * (method - baseline) + margin, positive in the paper's direction.
@@ -102,28 +96,19 @@ def claims(cells: Cells) -> tuple[list[str], list[str]]:
     """The claims table and one sentence per claim decided (at least two common seeds)."""
     rows, sentences = [], []
     for num, text, a, b, key, sign, margin in CLAIMS:
-        common = sorted(set(cells.seeds(a)) & set(cells.seeds(b)))
-        if len(common) < 2:
-            continue
         va = dict(zip(cells.seeds(a), _metrics(cells, a, key), strict=True))
         vb = dict(zip(cells.seeds(b), _metrics(cells, b, key), strict=True))
-        diff = seed_interval([sign * (va[k] - vb[k]) + margin for k in common])
         # docs/benchmark.md: the bootstrap is of the final evaluation's mean score (method minus
         # baseline), for every claim; for claims on F it is reported beside, not the same quantity.
-        boot = paired_bootstrap(*(100.0 * pooled_scores(cells, x, common) for x in (a, b)))
-        word = verdict(diff)
+        decided = paired_claim(cells, a, b, va, vb, sign=sign, margin=margin)
+        if decided is None:
+            continue
+        common, diff, boot, word = decided
         rows.append([num, text, fmt_interval(diff), fmt_interval(boot), word])
-        note = ""
         # Only for the ACC claim do the two intervals measure the same quantity (the final mean
         # score difference, here with the claim's margin added).
-        if key == "ACC" and word == "not separated":
-            shifted = (boot.low + margin, boot.high + margin)
-            if shifted[0] > 0 or shifted[1] < 0:
-                side = "in the paper's direction" if shifted[0] > 0 else "against it"
-                note = (f" The paired bootstrap over test samples (with the margin) excludes zero "
-                        f"({side}): the test-sample noise is small, the seed-to-seed spread is "
-                        "not.")  # fmt: skip
-        sentences.append(f"- Claim {num} ({text}): **{word}** over seeds {common}.{note}")
+        note = bootstrap_note(word, boot, shift=margin) if key == "ACC" else ""
+        sentences.append(claim_sentence(num, text, word, common, note))
     if not rows:
         return ["No claim is decided yet: each needs at least two seeds of both approaches."], []
     header = ["claim", "paper's direction", "difference (paper's direction positive, + margin), "
@@ -206,20 +191,6 @@ def selection_tables(cells: Cells) -> list[str]:
     return out
 
 
-def base_table(cells: Cells) -> list[str]:
-    rows = []
-    for a in cells.present(APPROACHES):
-        for seed, rec in cells.base_records(a):
-            scores = rec.get("scores") or {}
-            rows.append([seed, rec["steps"], rec.get("max_steps", rec["steps"]),
-                         " / ".join(f"{k} {100 * v:.1f}" for k, v in sorted(scores.items()))])  # fmt: skip
-        if rows:
-            break  # every approach of a seed starts from the same base: one approach's records
-    if not rows:
-        return ["No base record."]
-    return plots.markdown_table(["seed", "base steps", "cap", "validation scores (0-100)"], rows)
-
-
 def cell_table(cells: Cells) -> list[str]:
     """Every cell's wall time, the load average (1 min) before and after, and where its base came
     from (trained in the cell, or copied from another cell of the seed)."""
@@ -241,7 +212,11 @@ def render(cells: Cells) -> list[str]:
            "as median [min-max] over seeds):", ""]  # fmt: skip
     out += main_table(cells)
     out += ["", "Final scores per task (0-100, mean over seeds, 95% t interval):", ""]
-    out += final_row_table(cells) + ["", "The claims of docs/benchmark.md:", ""]
+    out += final_row_table(cells, APPROACHES, _final_row) + [
+        "",
+        "The claims of docs/benchmark.md:",
+        "",
+    ]
     out += claim_rows + [""] + (sentences + [""] if sentences else [])
     out += ["Accuracy matrix a[t, i] (row: after training task t; column: task i; mean over "
             "seeds):", ""]  # fmt: skip
@@ -254,7 +229,7 @@ def render(cells: Cells) -> list[str]:
             ""]  # fmt: skip
     out += selection_tables(cells)
     out += ["", "The base model every approach starts from (per seed):", ""]
-    out += base_table(cells)
+    out += base_table(cells, APPROACHES, "No base record.")
     out += ["", "Cells (wall time, load average before and after, the base's origin):", ""]
     out += cell_table(cells)
     return out

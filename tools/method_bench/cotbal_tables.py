@@ -13,13 +13,15 @@ import numpy as np
 
 from jaxlvlm.eval import plots
 from jaxlvlm.eval.continual_metrics import delta_I_E
-from jaxlvlm.eval.intervals import paired_bootstrap, seed_interval, verdict
+from jaxlvlm.eval.intervals import seed_interval, verdict
 from tools.method_bench.tables_common import (
     Cells,
+    bootstrap_note,
+    claim_sentence,
     fmt_interval,
     fmt_range,
     fmt_seeds,
-    pooled_scores,
+    paired_claim,
 )
 
 WEIGHTINGS = ("cotbal", "ew", "tla", "dwa", "rlw")
@@ -101,28 +103,17 @@ def _contribution(cells: Cells, helper: str, helped: str) -> dict[int, float]:
     return out
 
 
-def _paired(cells: Cells, a: str, b: str) -> tuple[list[int], dict[int, float], dict[int, float]]:
-    sa, sb = _scores(cells, a), _scores(cells, b)
-    common = sorted(set(sa) & set(sb))
-    return (
-        common,
-        {k: float(sa[k].mean()) for k in common},
-        {k: float(sb[k].mean()) for k in common},
-    )
-
-
 def claims(cells: Cells) -> tuple[list[str], list[str]]:
     """The claims table of docs/benchmark.md and one sentence per claim."""
     rows, sentences = [], []
-    common, cb, ew = _paired(cells, "cotbal", "ew")
-    if len(common) >= 2:
-        diff = seed_interval([cb[k] - ew[k] for k in common])
-        boot = paired_bootstrap(
-            *(100.0 * pooled_scores(cells, x, common) for x in ("cotbal", "ew"))
-        )
-        rows.append(["1", "CoTBal mean score > EW's", fmt_interval(diff), fmt_interval(boot),
-                     verdict(diff)])  # fmt: skip
-        sentences.append(_sentence("1", "CoTBal mean score > EW's", verdict(diff), common, boot))
+    cb = {k: float(a.mean()) for k, a in _scores(cells, "cotbal").items()}
+    ew = {k: float(a.mean()) for k, a in _scores(cells, "ew").items()}
+    decided = paired_claim(cells, "cotbal", "ew", cb, ew)
+    if decided is not None:
+        common, diff, boot, word = decided
+        text = "CoTBal mean score > EW's"
+        rows.append(["1", text, fmt_interval(diff), fmt_interval(boot), word])
+        sentences.append(claim_sentence("1", text, word, common, bootstrap_note(word, boot)))
     for key, label in REFERENCES:
         _, dE_c = _deltas_by_seed(cells, "cotbal", key)
         _, dE_e = _deltas_by_seed(cells, "ew", key)
@@ -132,28 +123,19 @@ def claims(cells: Cells) -> tuple[list[str], list[str]]:
             diff = seed_interval([dE_e[k] - dE_c[k] for k in both])
             text = f"CoTBal dE < EW's ({label})"
             rows.append(["2", text, fmt_interval(diff), "-", verdict(diff)])
-            sentences.append(_sentence("2", text, verdict(diff), both, None))
+            sentences.append(claim_sentence("2", text, verdict(diff), both))
     for helper, helped in ASYMMETRIES:
         c = _contribution(cells, helper, helped)
         if len(c) >= 2:
             diff = seed_interval(list(c.values()))
             text = f"C[{helper} -> {helped}] > C[{helped} -> {helper}]"
             rows.append(["3", text, fmt_interval(diff, 3), "-", verdict(diff)])
-            sentences.append(_sentence("3", text, verdict(diff), sorted(c), None))
+            sentences.append(claim_sentence("3", text, verdict(diff), sorted(c)))
     if not rows:
         return ["No claim is decided yet: each needs at least two seeds of both runs."], []
     header = ["claim", "paper's direction (3: the scenario's check)", "difference, seeds, 95%",
               "mean score difference, paired bootstrap 95%", "verdict"]  # fmt: skip
     return plots.markdown_table(header, rows), sentences
-
-
-def _sentence(num, text, word, seeds, boot) -> str:
-    note = ""
-    if boot is not None and word == "not separated" and boot.excludes_zero():
-        side = "in the paper's direction" if boot.mean > 0 else "against the paper's direction"
-        note = (f" The paired bootstrap over test samples excludes zero ({side}): the test-sample "
-                "noise is small, the seed-to-seed spread is not.")  # fmt: skip
-    return f"- Claim {num} ({text}): **{word}** over seeds {seeds}.{note}"
 
 
 def probe_table(cells: Cells) -> list[str]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from jaxlvlm.eval import plots
-from jaxlvlm.eval.intervals import paired_bootstrap, seed_interval, verdict
 from tools.method_bench.tables_common import (
     Cells,
+    base_table,
+    bootstrap_note,
+    claim_sentence,
+    final_row_table,
     fmt_interval,
     fmt_range,
     fmt_seeds,
-    pooled_scores,
+    paired_claim,
 )
 
 APPROACHES = ("adapt_inf", "scorer", "random", "all", "joint")
@@ -61,15 +64,6 @@ def main_table(cells: Cells) -> list[str]:
     return plots.markdown_table(header, rows)
 
 
-def final_row_table(cells: Cells) -> list[str]:
-    tasks = cells.tasks()
-    rows = []
-    for a in cells.present(APPROACHES):
-        finals = np.asarray([_final_row(s) for s in cells.summaries(a)])
-        rows.append([a, *[fmt_seeds(finals[:, i]) for i in range(len(tasks))]])
-    return plots.markdown_table(["approach", *tasks], rows)
-
-
 def _final_row(s: dict) -> list[float]:
     return s["final"] if "final" in s else s["matrix"][-1]
 
@@ -83,23 +77,14 @@ def claims(cells: Cells) -> tuple[list[str], list[str]]:
     ]
     rows, sentences = [], []
     for num, text, a, b, key, margin in specs:
-        if not (cells.seeds(a) and cells.seeds(b)):
-            continue
-        common = sorted(set(cells.seeds(a)) & set(cells.seeds(b)))
-        if len(common) < 2:
-            continue
         va = dict(zip(cells.seeds(a), _metric(cells, a, key), strict=True))
         vb = dict(zip(cells.seeds(b), _metric(cells, b, key), strict=True))
-        diff = seed_interval([va[k] - vb[k] + margin for k in common])
-        boot = paired_bootstrap(*(100.0 * pooled_scores(cells, x, common) for x in (a, b)))
-        word = verdict(diff)
+        decided = paired_claim(cells, a, b, va, vb, margin=margin)
+        if decided is None:
+            continue
+        common, diff, boot, word = decided
         rows.append([num, text, fmt_interval(diff), fmt_interval(boot), word])
-        note = ""
-        if word == "not separated" and boot.excludes_zero():
-            side = "in the paper's direction" if boot.mean > 0 else "against the paper's direction"
-            note = (f" The paired bootstrap over test samples excludes zero ({side}): the "
-                    "test-sample noise is small, the seed-to-seed spread is not.")  # fmt: skip
-        sentences.append(f"- Claim {num} ({text}): **{word}** over seeds {common}.{note}")
+        sentences.append(claim_sentence(num, text, word, common, bootstrap_note(word, boot)))
     if not rows:
         return ["No claim is decided yet: each needs at least two seeds of both approaches."], []
     header = ["claim", "paper's direction", "difference (+ margin), seeds, 95%",
@@ -156,18 +141,6 @@ def cluster_table(cells: Cells) -> list[str]:
     )
 
 
-def base_table(cells: Cells) -> list[str]:
-    rows = []
-    for a in cells.present(APPROACHES):
-        for seed, rec in cells.base_records(a):
-            scores = rec.get("scores") or {}
-            rows.append([seed, rec["steps"], rec.get("max_steps", rec["steps"]),
-                         " / ".join(f"{k} {100 * v:.1f}" for k, v in sorted(scores.items()))])  # fmt: skip
-        if rows:
-            break  # every approach of a seed starts from the same base: one approach's records
-    return plots.markdown_table(["seed", "base steps", "cap", "validation scores (0-100)"], rows)
-
-
 def render(cells: Cells) -> list[str]:
     """The README block of the lifelong comparison."""
     claim_rows, sentences = claims(cells)
@@ -178,7 +151,11 @@ def render(cells: Cells) -> list[str]:
         "Final scores per task (0-100, mean over seeds, 95% t interval):",
         "",
     ]
-    out += final_row_table(cells) + ["", "The claims of docs/benchmark.md:", ""]
+    out += final_row_table(cells, APPROACHES, _final_row) + [
+        "",
+        "The claims of docs/benchmark.md:",
+        "",
+    ]
     out += claim_rows + [""] + (sentences + [""] if sentences else []) + ["Inside the runs:", ""]
     out += inside_table(cells) + [
         "",
@@ -186,5 +163,5 @@ def render(cells: Cells) -> list[str]:
         "",
     ]
     out += cluster_table(cells) + ["", "The base model every approach starts from (per seed):", ""]
-    out += base_table(cells)
+    out += base_table(cells, APPROACHES)
     return out

@@ -17,13 +17,15 @@ import os
 import numpy as np
 
 from jaxlvlm.eval import plots
-from jaxlvlm.eval.intervals import paired_bootstrap, seed_interval, verdict
 from tools.method_bench.tables_common import (
     Cells,
+    base_table,
+    bootstrap_note,
+    claim_sentence,
     fmt_interval,
     fmt_range,
     fmt_seeds,
-    pooled_scores,
+    paired_claim,
 )
 
 APPROACHES = ("pilot", "fedavg", "fedprox", "local", "centralized")
@@ -62,21 +64,14 @@ def claims(cells: Cells) -> tuple[list[str], list[str]]:
     """The claims table and one sentence per claim (a claim needs two seeds of both approaches)."""
     rows, sentences = [], []
     for num, text, a, b in CLAIMS:
-        common = sorted(set(cells.seeds(a)) & set(cells.seeds(b)))
-        if len(common) < 2:
-            continue
         va = {k: _client_mean(s) for k, s in zip(cells.seeds(a), cells.summaries(a), strict=True)}
         vb = {k: _client_mean(s) for k, s in zip(cells.seeds(b), cells.summaries(b), strict=True)}
-        diff = seed_interval([va[k] - vb[k] for k in common])
-        boot = paired_bootstrap(*(100.0 * pooled_scores(cells, x, common) for x in (a, b)))
-        word = verdict(diff)
+        decided = paired_claim(cells, a, b, va, vb)
+        if decided is None:
+            continue
+        common, diff, boot, word = decided
         rows.append([num, text, fmt_interval(diff), fmt_interval(boot), word])
-        note = ""
-        if word == "not separated" and boot.excludes_zero():
-            side = "in the paper's direction" if boot.mean > 0 else "against the paper's direction"
-            note = (f" The paired bootstrap over test samples excludes zero ({side}): the "
-                    "test-sample noise is small, the seed-to-seed spread is not.")  # fmt: skip
-        sentences.append(f"- Claim {num} ({text}): **{word}** over seeds {common}.{note}")
+        sentences.append(claim_sentence(num, text, word, common, bootstrap_note(word, boot)))
     if not rows:
         return ["No claim is decided yet: each needs at least two seeds of both approaches."], []
     header = ["claim", "paper's direction", "difference, seeds, 95%",
@@ -150,20 +145,6 @@ def weights_table(cells: Cells) -> list[str]:
     return plots.markdown_table(header, rows)
 
 
-def base_table(cells: Cells) -> list[str]:
-    rows = []
-    for a in cells.present(APPROACHES):
-        for seed, rec in cells.base_records(a):
-            scores = rec.get("scores") or {}
-            rows.append([seed, rec["steps"], rec.get("max_steps", rec["steps"]),
-                         " / ".join(f"{k} {100 * v:.1f}" for k, v in sorted(scores.items()))])  # fmt: skip
-        if rows:
-            break  # every approach of a seed starts from the same base: one approach's records
-    if not rows:
-        return ["No base record was collected."]
-    return plots.markdown_table(["seed", "base steps", "cap", "validation scores (0-100)"], rows)
-
-
 def cost_table(cells: Cells) -> list[str]:
     rows = []
     for a in cells.present(APPROACHES):
@@ -200,6 +181,10 @@ def render(cells: Cells) -> list[str]:
         "",
     ]
     out += weights_table(cells) + ["", "The base model every approach starts from (per seed):", ""]
-    out += base_table(cells) + ["", "Wall time and machine load (1-minute average) per cell:", ""]
+    out += base_table(cells, APPROACHES, "No base record was collected.") + [
+        "",
+        "Wall time and machine load (1-minute average) per cell:",
+        "",
+    ]
     out += cost_table(cells)
     return out

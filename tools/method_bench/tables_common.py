@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from jaxlvlm.eval.intervals import Interval, seed_interval
+from jaxlvlm.eval import plots
+from jaxlvlm.eval.intervals import Interval, paired_bootstrap, seed_interval, verdict
 
 
 def _read(path: str) -> dict:
@@ -105,3 +106,69 @@ def fmt_range(values: Sequence[float], fmt: str) -> str:
     if len(v) == 1 or v.min() == v.max():
         return med
     return f"{med} [{fmt.format(float(v.min()))}-{fmt.format(float(v.max()))}]"
+
+
+def paired_claim(
+    cells: Cells, a: str, b: str, va: dict, vb: dict, sign: int = 1, margin: float = 0.0
+) -> tuple[list[int], Interval, Interval, str] | None:
+    """A claim 'a beats b' decided over the seeds both have (at least two; else None).
+
+    va, vb: seed -> the claim's metric. The seed interval is of sign x (a - b) + margin, the
+    verdict is read from it; the paired bootstrap is of the final evaluation's mean score (a - b,
+    per test sample, pooled over the common seeds), reported beside it.
+    Returns (common seeds, seed interval, bootstrap interval, verdict)."""
+    common = sorted(set(va) & set(vb))
+    if len(common) < 2:
+        return None
+    diff = seed_interval([sign * (va[k] - vb[k]) + margin for k in common])
+    boot = paired_bootstrap(*(100.0 * pooled_scores(cells, x, common) for x in (a, b)))
+    return common, diff, boot, verdict(diff)
+
+
+def bootstrap_note(word: str, boot: Interval | None, shift: float = 0.0) -> str:
+    """The sentence added when the seeds do not separate a claim but the bootstrap (shifted by the
+    claim's margin) excludes zero: the test-sample noise is small, the seed spread is not."""
+    if boot is None or word != "not separated":
+        return ""
+    low, high = boot.low + shift, boot.high + shift
+    if low <= 0 <= high:
+        return ""
+    side = "in the paper's direction" if low > 0 else "against the paper's direction"
+    margin = " (with the margin)" if shift else ""
+    return (f" The paired bootstrap over test samples{margin} excludes zero ({side}): the "
+            "test-sample noise is small, the seed-to-seed spread is not.")  # fmt: skip
+
+
+def claim_sentence(num: str, text: str, word: str, seeds: Sequence[int], note: str = "") -> str:
+    return f"- Claim {num} ({text}): **{word}** over seeds {list(seeds)}.{note}"
+
+
+def base_table(
+    cells: Cells, approaches: Iterable[str], empty: str = "No base record."
+) -> list[str]:
+    """The base every approach of a seed starts from: steps, cap, validation scores per seed
+    (read from the first approach that has base records: they all share it)."""
+    rows = []
+    for a in cells.present(approaches):
+        for seed, rec in cells.base_records(a):
+            scores = rec.get("scores") or {}
+            rows.append([seed, rec["steps"], rec.get("max_steps", rec["steps"]),
+                         " / ".join(f"{k} {100 * v:.1f}" for k, v in sorted(scores.items()))])  # fmt: skip
+        if rows:
+            break
+    if not rows:
+        return [empty]
+    return plots.markdown_table(["seed", "base steps", "cap", "validation scores (0-100)"], rows)
+
+
+def final_row_table(
+    cells: Cells, approaches: Iterable[str], final_row: Callable[[dict], Sequence[float]]
+) -> list[str]:
+    """Per approach: every task's final score (``final_row`` of a summary), mean over seeds with
+    its 95% t interval."""
+    tasks = cells.tasks()
+    rows = []
+    for a in cells.present(approaches):
+        finals = np.asarray([final_row(s) for s in cells.summaries(a)])
+        rows.append([a, *[fmt_seeds(finals[:, i]) for i in range(len(tasks))]])
+    return plots.markdown_table(["approach", *tasks], rows)
