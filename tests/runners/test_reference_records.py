@@ -17,7 +17,13 @@ per step, ``pool_after_per_task`` (rewritten by this test; everything else compa
 previous record before it was rewritten). The continual record was re-taken on 2026-11-30 for the
 method benchmark: the domain stream now asks each domain with its own phrasings (wording='domain'),
 which changes the losses of tasks 1-3 (noisy, textured, palette) and nothing else (the base and the
-plain task keep their phrasings and losses), and the summary gained ``pool_selection``.
+plain task keep their phrasings and losses), and the summary gained ``pool_selection``. On
+2026-11-30 (late) the multitask and federated records were rewritten after checking that every
+value of the previous record was reproduced (compared on the previous record's keys, to the bounds
+above) and only keys were added: multitask ``train_steps`` and ``cotbal.probe_check`` (the
+benchmark's probe check); federated the config-fingerprint keys added since 5fbc4e6 (``assemble.*``,
+the base's early stop, ``method.round_eval_num``, the data specs) and each round's recorded
+``aggregation_weights``.
 """
 
 from __future__ import annotations
