@@ -4,8 +4,9 @@
 
 --collect_from copies the finished cells of a benchmark's run directory into the committed tree
 first (tools/method_bench/collect.py). Without --check the README's generated blocks are
-rewritten; with --check nothing is written and the exit status says whether the README holds
-exactly what the summaries give (a test runs this on the committed tree).
+rewritten and the figures drawn into <root>/figures/; with --check nothing is written and the exit
+status says whether the README holds exactly what the summaries give and every figure it links
+exists (a test runs this on the committed tree).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ sys.path.insert(0, ROOT)  # run as a script: make `tools` importable
 from tools.method_bench import cotbal_tables, lifelong_tables, pilot_tables  # noqa: E402
 from tools.method_bench.collect import collect  # noqa: E402
 from tools.method_bench.continual_tables import RENDERERS as CONTINUAL_RENDERERS  # noqa: E402
+from tools.method_bench.figure_sets import FIGURES  # noqa: E402
+from tools.method_bench.figures import figure_path, link_lines  # noqa: E402
 from tools.method_bench.readme_blocks import replace_block  # noqa: E402
 from tools.method_bench.tables_common import Cells  # noqa: E402
 
@@ -32,12 +35,25 @@ RENDERERS = {
 RENDERERS.update(CONTINUAL_RENDERERS)  # the four continual streams, one block each
 
 
-def render_readme(root: str, text: str) -> str:
-    """``text`` with every comparison present under ``root`` rendered into its block."""
+def render_readme(root: str, text: str, readme_dir: str = ROOT) -> str:
+    """``text`` with every comparison present under ``root`` rendered into its block (tables, then
+    links to its figures)."""
     for name, render in RENDERERS.items():
         if os.path.isdir(os.path.join(root, name)):
-            text = replace_block(text, name, render(Cells(root, name)))
+            cells = Cells(root, name)
+            figs = FIGURES[name](cells) if name in FIGURES else []
+            lines = render(cells) + link_lines(root, name, figs, readme_dir)
+            text = replace_block(text, name, lines)
     return text
+
+
+def figures(root: str) -> list[tuple[str, object]]:
+    """(path, figure) of every figure of the comparisons present under ``root``."""
+    out = []
+    for name, make in FIGURES.items():
+        if os.path.isdir(os.path.join(root, name)):
+            out += [(figure_path(root, name, f), f) for f in make(Cells(root, name))]
+    return out
 
 
 def main(argv=None) -> int:
@@ -53,12 +69,17 @@ def main(argv=None) -> int:
                 print(f"collected {name}/{cell}")
     with open(a.readme) as f:
         old = f.read()
-    new = render_readme(a.root, old)
+    new = render_readme(a.root, old, os.path.dirname(os.path.abspath(a.readme)))
     if a.check:
-        if new != old:
-            print(f"{a.readme} is out of date: run python tools/method_tables.py {a.root}")
+        missing = [path for path, _ in figures(a.root) if not os.path.exists(path)]
+        if new != old or missing:
+            print(f"{a.readme} is out of date or figures are missing ({missing}): run "
+                  f"python tools/method_tables.py {a.root}")  # fmt: skip
             return 1
         return 0
+    for path, fig in figures(a.root):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fig.draw(path)
     with open(a.readme, "w") as f:
         f.write(new)
     return 0

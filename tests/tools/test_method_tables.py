@@ -121,3 +121,22 @@ def test_one_seed_renders_values_without_intervals_or_claims(tmp_path):
 def test_the_committed_readme_tables_are_what_the_committed_summaries_give():
     root = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "method_runs", "bench")
     assert method_tables.main([root, "--check"]) == 0
+
+
+def test_figures_are_drawn_linked_and_checked(tmp_path):
+    runs, dest = _tree(tmp_path)
+    readme = tmp_path / "README.md"
+    begin, end = markers("lifelong")
+    readme.write_text(f"# x\n\n{begin}\nold\n{end}\n")
+    assert method_tables.main([dest, "--collect_from", runs, "--readme", str(readme)]) == 0
+    figures = os.path.join(dest, "figures")
+    drawn = sorted(os.listdir(figures))
+    # the final scores of every approach, and the accuracy matrix of each stream approach
+    assert drawn == ["lifelong__final_scores.png", "lifelong__matrix_adapt_inf.png",
+                     "lifelong__matrix_random.png"]  # fmt: skip
+    text = readme.read_text()
+    assert "](committed/figures/lifelong__matrix_adapt_inf.png)" in text
+    assert all(open(os.path.join(figures, f), "rb").read(4) == b"\x89PNG" for f in drawn)
+    assert method_tables.main([dest, "--readme", str(readme), "--check"]) == 0
+    os.remove(os.path.join(figures, drawn[0]))  # a linked figure is missing: the check fails
+    assert method_tables.main([dest, "--readme", str(readme), "--check"]) == 1

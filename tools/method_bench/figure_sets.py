@@ -1,0 +1,49 @@
+"""Which figures each comparison's README block links (tools/method_bench/figures.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tools.method_bench import continual_tables, cotbal_tables, lifelong_tables, pilot_tables
+from tools.method_bench.figures import Figure, accuracy_matrices, final_scores, matrix_figure
+from tools.method_bench.tables_common import Cells
+
+
+def _lifelong(cells: Cells) -> list[Figure]:
+    stream = [a for a in lifelong_tables.APPROACHES if a != "joint"]
+    return final_scores(cells, lifelong_tables.APPROACHES, lifelong_tables._final_row) + (
+        accuracy_matrices(cells, stream)
+    )
+
+
+def _continual(cells: Cells) -> list[Figure]:
+    approaches = continual_tables.APPROACHES
+    return final_scores(cells, approaches, continual_tables._final_row) + accuracy_matrices(
+        cells, approaches
+    )
+
+
+def _cotbal(cells: Cells) -> list[Figure]:
+    figs = final_scores(
+        cells, cotbal_tables.WEIGHTINGS, lambda s: next(iter(s["runs"].values()))["scores"]
+    )
+    Cs = [np.asarray(s["cotbal"]["C"], np.float64) for s in cells.summaries("cotbal")]
+    if Cs:
+        tasks, title = cells.tasks(), f"CoTBal's contribution matrix C[i, j] ({len(Cs)} seeds)"
+        figs.append(matrix_figure("contribution", title, np.mean(Cs, axis=0), tasks, tasks,
+                                  xlabel="helped task j", ylabel="probe task i"))  # fmt: skip
+    return figs
+
+
+def _pilot(cells: Cells) -> list[Figure]:
+    tasks = cells.tasks()
+    return final_scores(cells, pilot_tables.APPROACHES, lambda s: [s["per_task"][t] for t in tasks])
+
+
+FIGURES = {
+    "lifelong": _lifelong,
+    "cotbal": _cotbal,
+    "pilot_multimodal": _pilot,
+    "pilot_mixed": _pilot,
+    **{name: _continual for name in continual_tables.RENDERERS},
+}
