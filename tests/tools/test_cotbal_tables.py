@@ -53,7 +53,7 @@ def _tree(tmp_path):
         cotbal = {"lam": lam, "C": C.tolist(), "probe_steps": {"mini": 100, "digits": 150,
                   "digit_pair": 100, "counting": 100, "counting_noisy": 100, "max_steps": 150},
                   "probe_check": {"digits": {"margin": 12.0, "passed": True},
-                                  "digit_pair": {"margin": 3.0, "passed": False},
+                                  "digit_pair": {"margin": 3.0 + 3 * seed, "passed": seed > 0},
                                   "counting": {"margin": 6.0, "passed": True},
                                   "counting_noisy": {"margin": 5.0, "passed": True}}}  # fmt: skip
         _cell(runs, "ew", seed, _run("ew", ew), base)
@@ -71,8 +71,10 @@ def test_cotbal_tables_from_collected_cells(tmp_path):
     )  # the references-only cell has no final evaluation to pair, and is still collected
     cells = Cells(dest, "cotbal")
     text = "\n".join(render(cells))
-    # CoTBal - EW mean over tasks: 3.6, 3.8, 4.0 -> shown
-    assert "Claim 1 (CoTBal mean score > EW's): **shown**" in text
+    # seed 0's digit_pair probe failed the check: every claim is over seeds 1 and 2 only.
+    # CoTBal - EW mean over tasks: 3.8, 4.0 -> shown
+    assert "Claim 1 (CoTBal mean score > EW's): **shown** over seeds [1, 2]" in text
+    assert "Seeds [0] are left out of every claim" in text
     # dE against equal steps: EW drops on digits (-11.1%), digit_pair (-33.3%), counting_noisy
     # (-14.3%) -> mean 11.75%; CoTBal drops less (digit_pair -13.3%, counting_noisy -2.9%,
     # digits -2.2% at seed 0): lower dE in every seed
@@ -82,5 +84,19 @@ def test_cotbal_tables_from_collected_cells(tmp_path):
     )
     assert "C[digits -> digit_pair] > C[digit_pair -> digits]): **shown**" in text
     assert "| 0 | digit_pair | 3.0 | **no** | 100 | 150 |" in text
+    assert "| 1 | digit_pair | 6.0 | yes | 100 | 150 |" in text
     assert "| single task, equal per-task exposure | 3 | 32.0 ± 0.0 |" in text
     assert "| 0 | 400 | 600 | digits-textured 60.0 | digits 5.0 / digit_pair 5.0" in text
+
+
+def test_no_claim_where_the_probes_did_not_learn(tmp_path):
+    runs, dest = _tree(tmp_path)
+    for seed in (1, 2):  # now every seed has a failed probe
+        path = os.path.join(runs, "cotbal", "cotbal", f"seed{seed}", "summary.json")
+        s = json.load(open(path))
+        s["cotbal"]["probe_check"]["counting"] = {"margin": 1.0, "passed": False}
+        _write(path, s)
+    collect(runs, dest, "cotbal")
+    text = "\n".join(render(Cells(dest, "cotbal")))
+    assert "No claim is decided" in text and "Seeds [0, 1, 2] are left out" in text
+    assert "**shown**" not in text
