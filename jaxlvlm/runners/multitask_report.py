@@ -28,7 +28,7 @@ def write_multitask_report(workdir: PathLike, task_names: list[str], s: dict) ->
         header += ["dI % (equal exposure)", "dE % (equal exposure)"] * exposure + ["wall s"]
         rows = [
             [n, r["delta_I"], r["delta_E"]]
-            + [r["delta_I_exposure"], r["delta_E_exposure"]] * exposure
+            + ([r["delta_I_exposure"], r["delta_E_exposure"]] if exposure else [])
             + [r["wall_s"]]
             for n, r in s["runs"].items()
         ]
