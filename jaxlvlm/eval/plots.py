@@ -82,6 +82,29 @@ def plot_matrix(
     return save_png(fig, path)
 
 
+def plot_curves(
+    series: dict[str, Sequence[float]],
+    x_names: Sequence[str],
+    path: PathLike,
+    *,
+    title: str,
+    ylabel: str,
+) -> str:
+    """One line per series ({name: [X]} over the x positions named ``x_names``; a shorter series
+    stops early). Returns the file name."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(x_names)), 3.5))
+    for name, ys in series.items():
+        ax.plot(np.arange(len(ys)), np.asarray(ys, np.float64), marker="o", label=name)
+    ax.set_xticks(np.arange(len(x_names)))
+    ax.set_xticklabels(x_names, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     """Lines of a markdown table; floats printed with 2 decimals, None as '-'."""
 

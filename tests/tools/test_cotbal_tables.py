@@ -100,3 +100,16 @@ def test_no_claim_where_the_probes_did_not_learn(tmp_path):
     text = "\n".join(render(Cells(dest, "cotbal")))
     assert "No claim is decided" in text and "Seeds [0, 1, 2] are left out" in text
     assert "**shown**" not in text
+
+
+def test_the_cotbal_figures_draw(tmp_path):
+    from tools.method_bench.figure_sets import FIGURES
+
+    runs, dest = _tree(tmp_path)
+    collect(runs, dest, "cotbal")
+    figs = FIGURES["cotbal"](Cells(dest, "cotbal"))
+    assert [f.name for f in figs] == ["final_scores", "weights", "contribution"]
+    for f in figs:
+        path = str(tmp_path / f"{f.name}.png")
+        f.draw(path)
+        assert open(path, "rb").read(4) == b"\x89PNG"

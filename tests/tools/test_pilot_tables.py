@@ -151,3 +151,16 @@ def test_the_pilot_comparisons_run_every_approach_from_one_base_per_seed():
         for cell in comp.cells:
             c = get_config(f"{comp.args},{cell.args}")  # every cell's arguments parse
             assert c.method.approach == cell.name and c.method.round_eval_num == 60
+
+
+def test_the_pilot_figures_draw(tmp_path):
+    from tools.method_bench.figure_sets import FIGURES
+
+    runs, dest = _tree(tmp_path)
+    collect(runs, dest, "pilot_multimodal")
+    figs = FIGURES["pilot_multimodal"](Cells(dest, "pilot_multimodal"))
+    assert [f.name for f in figs] == ["final_scores", "rounds"]
+    for f in figs:
+        path = str(tmp_path / f"{f.name}.png")
+        f.draw(path)
+        assert open(path, "rb").read(4) == b"\x89PNG"

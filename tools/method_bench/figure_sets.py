@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from jaxlvlm.eval import plots
 from tools.method_bench import continual_tables, cotbal_tables, lifelong_tables, pilot_tables
 from tools.method_bench.figures import Figure, accuracy_matrices, final_scores, matrix_figure
 from tools.method_bench.tables_common import Cells
@@ -27,9 +30,17 @@ def _cotbal(cells: Cells) -> list[Figure]:
     figs = final_scores(
         cells, cotbal_tables.WEIGHTINGS, lambda s: next(iter(s["runs"].values()))["scores"]
     )
+    tasks = cells.tasks()
+    weights = {
+        w: np.mean([s["runs"][w]["last_weights"] for s in cells.summaries(w)], axis=0)
+        for w in cells.present(cotbal_tables.WEIGHTINGS)
+    }
+    if weights:
+        draw = functools.partial(plots.plot_weights, weights, tasks)
+        figs.append(Figure("weights", "task weights (CoTBal static, others the last step's)", draw))
     Cs = [np.asarray(s["cotbal"]["C"], np.float64) for s in cells.summaries("cotbal")]
     if Cs:
-        tasks, title = cells.tasks(), f"CoTBal's contribution matrix C[i, j] ({len(Cs)} seeds)"
+        title = f"CoTBal's contribution matrix C[i, j] ({len(Cs)} seeds)"
         figs.append(matrix_figure("contribution", title, np.mean(Cs, axis=0), tasks, tasks,
                                   xlabel="helped task j", ylabel="probe task i"))  # fmt: skip
     return figs
@@ -37,7 +48,23 @@ def _cotbal(cells: Cells) -> list[Figure]:
 
 def _pilot(cells: Cells) -> list[Figure]:
     tasks = cells.tasks()
-    return final_scores(cells, pilot_tables.APPROACHES, lambda s: [s["per_task"][t] for t in tasks])
+    figs = final_scores(cells, pilot_tables.APPROACHES, lambda s: [s["per_task"][t] for t in tasks])
+    series, names = {}, []
+    for a in cells.present(pilot_tables.APPROACHES):
+        entries = [[r for r in s["rounds"] if "eval" in r] for s in cells.summaries(a)]
+        n = min((len(e) for e in entries), default=0)
+        if a == "centralized" or n == 0:
+            continue
+        series[a] = [
+            np.mean([np.mean(list(e[i]["eval"].values())) for e in entries]) for i in range(n)
+        ]
+        if n > len(names):
+            names = [pilot_tables._entry_name(r) for r in entries[0][:n]]
+    if series:
+        draw = functools.partial(plots.plot_curves, series, names, ylabel="mean over clients",
+                                 title="round evaluation (mean over seeds)")  # fmt: skip
+        figs.append(Figure("rounds", "per-round mean score over clients", draw))
+    return figs
 
 
 FIGURES = {
