@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 import psutil
 
 from jaxlvlm.federated.flower import protocol as P
-from jaxlvlm.federated.flower.launch import LocalFederation
+from jaxlvlm.federated.flower.launch import COMPLETED, LocalFederation
 from jaxlvlm.federated.run_parts import read_summary, run_fingerprint
 from jaxlvlm.train.checkpoint import RoundCheckpoints
 
@@ -62,6 +62,16 @@ def submit(fed, spec: str, workdir, cache: str, overrides: str = OVERRIDES, roun
     )
 
 
+def completed(fed: LocalFederation, run, tmp, timeout: float = 1500.0) -> None:
+    """Waits for the run and fails, with every process's log tail, unless the SuperLink says its
+    ServerApp completed (``flwr run`` itself exits 0 for a failed run as well)."""
+    got = fed.outcome(run, timeout)
+    assert got["status"] == COMPLETED, (
+        f"run {got['run_id']}: {got['status']} ({got['details']})\n"
+        + fed.log_tails(extra_dirs=(str(tmp / "sites"),))
+    )
+
+
 def finished(spec: str, overrides: str = OVERRIDES) -> dict:
     c = P.load_config(spec, overrides)
     return run_fingerprint(c, P.settings(c), evaluation=True)
@@ -69,7 +79,7 @@ def finished(spec: str, overrides: str = OVERRIDES) -> dict:
 
 def summary(fed, workdir, spec: str, overrides: str = OVERRIDES) -> dict:
     s = read_summary(str(workdir), finished(spec, overrides))
-    assert s is not None, f"no summary in {workdir}; logs in {fed.logs}"
+    assert s is not None, f"no summary in {workdir}\n" + fed.log_tails()
     return s
 
 

@@ -16,6 +16,7 @@ from flower_fixtures import (  # noqa: E402
     OVERRIDES,
     SITES,
     assert_bitwise,
+    completed,
     federation,
     flat,
     restore,
@@ -47,7 +48,7 @@ def test_a_killed_server_resumes_after_its_last_round_and_ends_like_an_uninterru
         assert not (server / SUMMARY_FILE).exists()
         fed.start_superlink()  # same port, same database: the SuperNodes come back
         run = submit(fed, s, server, shared_cache)
-        assert run.wait(1500) == 0, fed.logs
+        completed(fed, run, tmp_path)
     finally:
         fed.stop()
     got = summary(fed, server, s)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +35,7 @@ from jaxlvlm.train.phase_config import task_specs
 
 APP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
 CONNECTION = "jaxlvlm-local"
+COMPLETED = "finished:completed"  # a run's status (flwr ls) when its ServerApp returned
 
 
 def free_port() -> int:
@@ -145,6 +149,57 @@ class LocalFederation:
         cmd = ["flwr", "run", APP_DIR, CONNECTION, "--run-config", path, "--stream"]
         return self._start(f"run_{self.runs}", cmd)
 
+    def outcome(self, run: subprocess.Popen, timeout: float | None) -> dict:
+        """Waits until the SuperLink says the run of the ``flwr run`` process ``run`` finished;
+        returns {"run_id", "status" (e.g. 'finished:completed', 'finished:failed'), "details"}.
+
+        Neither the exit status of ``flwr run --stream`` nor its exit says how the run ended: it
+        exits 0 when its log stream ends, also for a ServerApp that raised or that the SuperLink
+        failed, so the run's status is read from the SuperLink (``flwr ls``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            code = run.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return {"run_id": None, "status": "timeout", "details": f"running after {timeout:g} s"}
+        log = os.path.join(self.logs, f"run_{self.runs}.log")
+        with open(log, errors="replace") as f:
+            m = re.search(r"Successfully started run (\d+)", f.read())
+        if m is None:
+            return {"run_id": None, "status": f"not started (flwr run exit {code})", "details": log}
+        run_id = int(m.group(1))
+        while True:
+            row = self.run_status(run_id)
+            if row["status"].startswith("finished"):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break  # the stream ended early and the run is still going
+            time.sleep(1.0)
+        return {"run_id": run_id, "status": row["status"], "details": row["status-details"]}
+
+    def run_status(self, run_id: int) -> dict:
+        """The SuperLink's row for ``run_id`` (``flwr ls --format json``: status, status-details)."""
+        cmd = ["flwr", "ls", CONNECTION, "--run-id", str(run_id), "--format", "json"]
+        out = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+        try:
+            (row,) = json.loads(out.stdout)["runs"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise RuntimeError(
+                f"{' '.join(cmd)} gave no run status: {out.stdout}{out.stderr}"
+            ) from e
+        return row
+
+    def log_tails(self, chars: int = 4000, extra_dirs: tuple[str, ...] = ()) -> str:
+        """The end of every process log of this federation (and of site_process.log files under
+        ``extra_dirs``): what a failed run's error message shows."""
+        paths = sorted(glob.glob(os.path.join(self.logs, "*.log")))
+        for d in extra_dirs:
+            paths += sorted(glob.glob(os.path.join(d, "**", "site_process.log"), recursive=True))
+        parts = []
+        for p in paths:
+            with open(p, errors="replace") as f:
+                parts.append(f"----- {p} (end)\n{f.read()[-chars:]}")
+        return "\n".join(parts)
+
     def stop(self) -> None:
         for name in list(self.procs):
             self.kill(name)  # nothing of a finished local federation needs a graceful exit
@@ -210,12 +265,15 @@ def launch(
                 jax_cache=cache,
             )
         )
-        run.wait()
+        result = fed.outcome(run, timeout=None)
     finally:
         fed.stop()
     summary = read_json(os.path.join(fed.workdir, "server", F.SUMMARY_FILE))
-    if summary is None:
-        raise RuntimeError(f"the federation did not finish; see the logs in {fed.logs}")
+    if result["status"] != COMPLETED or summary is None:
+        raise RuntimeError(
+            f"the federation did not finish: run {result['run_id']} {result['status']} "
+            f"({result['details']}); see the logs in {fed.logs}"
+        )
     return summary
 
 
