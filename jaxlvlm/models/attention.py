@@ -35,8 +35,8 @@ def attend(
     padding, as it is turned into key lengths); causal: query i sees keys j <= i (needs Lq == Lk).
     Returns [B, Lq, H, D] in q's dtype.
 
-    'xla': einsum attention with the softmax in float32; kv heads are shared by grouping the query heads,
-    not by repeating k/v in memory. 'cudnn': jax.nn.dot_product_attention(implementation='cudnn') (GPU,
+    'xla': batched-matmul attention with the softmax in float32; kv heads are shared by grouping the
+    query heads, not by repeating k/v in memory. 'cudnn': jax.nn.dot_product_attention(implementation='cudnn') (GPU,
     bfloat16/float16 only).
     """
     if q.shape[2] % k.shape[2]:
@@ -46,7 +46,7 @@ def attend(
             f"causal attention needs as many queries as keys, got {q.shape[1]} / {k.shape[1]}"
         )
     if backend == "xla":
-        return _einsum_attention(q, k, v, key_mask, causal)
+        return _xla_attention(q, k, v, key_mask, causal)
     if backend == "cudnn":
         if q.dtype not in (jnp.bfloat16, jnp.float16):
             raise ValueError(
@@ -59,20 +59,31 @@ def attend(
     )
 
 
-def _einsum_attention(q, k, v, key_mask, causal):
+def _xla_attention(q, k, v, key_mask, causal):
+    """'xla' backend: both products batched over (B, kv head) with the query heads of a kv head
+    stacked as rows, [B, K, G*Lq, D] x [B, K, Lk, D]: plain batched matmuls for XLA's CPU dot
+    kernels. The einsum 'bqkgd,btkd->bkgqt' it replaces took 85.6 against 66.4 ms per layer forward
+    and backward at the 'small' bench shapes (B 8, L 256, 8 heads, 4 kv heads, head_dim 64)."""
     b, lq, h, d = q.shape
     lk, kv = k.shape[1], k.shape[2]
-    qg = q.reshape(b, lq, kv, h // kv, d)
-    scores = jnp.einsum("bqkgd,btkd->bkgqt", qg, k, preferred_element_type=jnp.float32)
-    scores = scores * (d**-0.5)
+    g = h // kv
+    qh = jnp.transpose(q.reshape(b, lq, kv, g, d), (0, 2, 3, 1, 4)).reshape(b, kv, g * lq, d)
+    kh, vh = jnp.transpose(k, (0, 2, 1, 3)), jnp.transpose(v, (0, 2, 1, 3))  # [B, K, Lk, D]
+    batch = ((0, 1), (0, 1))
+    scores = jax.lax.dot_general(qh, kh, (((3,), (3,)), batch), preferred_element_type=jnp.float32)
+    scores = (scores * (d**-0.5)).reshape(b, kv, g, lq, lk)
     mask = jnp.ones((1, 1, 1, lq, lk), dtype=bool)
     if key_mask is not None:
         mask = mask & key_mask.astype(bool)[:, None, None, None, :]
     if causal:
-        mask = mask & jnp.tril(jnp.ones((lq, lk), dtype=bool))[None, None, None]
+        # From iotas: XLA folds the comparison into the select instead of keeping a mask array.
+        row = jax.lax.broadcasted_iota(jnp.int32, (lq, lk), 0)
+        col = jax.lax.broadcasted_iota(jnp.int32, (lq, lk), 1)
+        mask = mask & (col <= row)[None, None, None]
     scores = jnp.where(mask, scores, _MASKED)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgqt,btkd->bqkgd", probs, v)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv, g * lq, lk)
+    out = jax.lax.dot_general(probs, vh, (((3,), (2,)), batch))  # [B, K, G*Lq, D]
+    out = jnp.transpose(out.reshape(b, kv, g, lq, d), (0, 3, 1, 2, 4))
     return out.reshape(b, lq, h, d)
 
 

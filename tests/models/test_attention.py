@@ -1,8 +1,10 @@
-"""The attention function: grouped-query einsum path vs a per-head numpy reference, the fused
-(cudnn-style) argument mapping checked through jax's own XLA implementation, and its errors."""
+"""The attention function: the grouped-query 'xla' path vs a per-head numpy reference (values) and
+jax.nn.dot_product_attention (gradients), the fused (cudnn-style) argument mapping checked through
+jax's own XLA implementation, and its errors."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -47,6 +49,27 @@ def test_causal_padded_attention_matches_reference(heads, kv_heads):
         jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), jnp.asarray(key_mask), causal=True
     )
     np.testing.assert_allclose(np.asarray(ours), _reference(q, k, v, key_mask, True), atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_gradients_match_jax_dot_product_attention(causal):
+    q, k, v = (jnp.asarray(x) for x in _qkv(9, 9, 6, 2, d=8, seed=3))
+    key_mask = jnp.arange(9)[None] < jnp.array([[9], [5]])
+    ct = jax.random.normal(jax.random.PRNGKey(0), q.shape)
+
+    def ours(q, k, v):
+        return jnp.vdot(attend(q, k, v, key_mask, causal=causal), ct)
+
+    def theirs(q, k, v):
+        out = jax.nn.dot_product_attention(
+            q, k, v, mask=key_mask[:, None, None, :], is_causal=causal, implementation="xla"
+        )
+        return jnp.vdot(out, ct)
+
+    got = jax.grad(ours, argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(theirs, argnums=(0, 1, 2))(q, k, v)
+    for name, a, b in zip("qkv", got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, err_msg=name)
 
 
 def test_single_query_against_a_cache_matches_reference():
@@ -96,9 +119,9 @@ def test_fully_masked_rows_stay_finite():
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_fused_path_arguments_agree_with_einsum_path(causal):
+def test_fused_path_arguments_agree_with_the_xla_path(causal):
     """The 'cudnn' backend turns the right-padding mask into key lengths; jax's XLA implementation of
-    the same call must agree with the einsum path on every real query position."""
+    the same call must agree with the 'xla' path on every real query position."""
     lq = 10 if causal else 1
     q, k, v = _qkv(lq, 10, 4, 2, d=16)
     lengths = np.array([10, 6])

@@ -19,6 +19,7 @@ FIGURES = {
     "train_step_table": "tools.bench.train_step_table",
     "step_profile": "tools.bench.step_profile",
     "step_profile_table": "tools.bench.step_profile_table",
+    "layouts": "tools.bench.layouts",
 }
 
 
