@@ -13,3 +13,17 @@ def test_each_layout_pair_runs_and_agrees_with_the_layout_it_replaced():
     for r in rows:
         assert r["ms"] > 0 and r["max_grad_diff"] < 1e-4, r
     assert isinstance(quiet["invalid"], list) and "load_before" in quiet
+
+
+def test_benchmarks_holds_the_generated_layouts_block():
+    import json
+    import os
+
+    from tools.bench.layouts import ROOT, TOOL, table
+    from tools.method_bench.readme_blocks import markers
+
+    with open(os.path.join(ROOT, "bench_results", "layouts.json")) as f:
+        want = "\n".join(table(json.load(f)))
+    text = open(os.path.join(ROOT, "BENCHMARKS.md")).read()
+    begin, end = markers("layouts", TOOL)
+    assert f"{begin}\n{want}\n{end}" in text, "rerun tools.bench layouts --render ... --write"

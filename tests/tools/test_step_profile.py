@@ -48,9 +48,16 @@ def test_dot_fusions_get_their_flops_and_rate_and_others_their_op_mix():
     assert other[3] == {"parameter": 1, "transpose": 1, "multiply": 1}
 
 
-def test_benchmarks_holds_the_generated_profile_block():
-    with open(os.path.join(ROOT, "bench_results", "step_profile", "small.json")) as f:
-        want = "\n".join(T.table(json.load(f)))
+def test_benchmarks_holds_the_generated_profile_blocks():
     text = open(os.path.join(ROOT, "BENCHMARKS.md")).read()
-    begin, end = markers("step-profile", T.TOOL)
-    assert f"{begin}\n{want}\n{end}" in text, "rerun tools.bench step_profile_table --write"
+    # before issue 19's matmul layouts, and the current code
+    for block, name in (
+        ("step-profile", "small.json"),
+        ("step-profile-layouts", "small_layouts.json"),
+    ):
+        with open(os.path.join(ROOT, "bench_results", "step_profile", name)) as f:
+            want = "\n".join(T.table(json.load(f)))
+        begin, end = markers(block, T.TOOL)
+        assert f"{begin}\n{want}\n{end}" in text, (
+            f"rerun tools.bench step_profile_table --block {block} --write"
+        )

@@ -6,11 +6,15 @@ from tools.bench import train_step_table as T
 from tools.method_bench.readme_blocks import markers
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-RUNS = sorted(
-    os.path.join(ROOT, "bench_results", "train_step_quiet", f)
-    for f in os.listdir(os.path.join(ROOT, "bench_results", "train_step_quiet"))
-    if f.startswith("run")
-)
+
+
+def _runs(folder: str) -> list[str]:
+    d = os.path.join(ROOT, "bench_results", folder)
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.startswith("run"))
+
+
+RUNS = _runs("train_step_quiet")  # before issue 19's matmul layouts
+LAYOUT_RUNS = _runs("train_step_quiet_layouts")  # the current code
 
 
 def test_invalid_runs_are_left_out_and_listed():
@@ -22,11 +26,16 @@ def test_invalid_runs_are_left_out_and_listed():
     assert small.startswith(f"| small | {len(RUNS)} of {len(RUNS)} |")
 
 
-def test_benchmarks_and_readme_hold_the_generated_table():
-    want = "\n".join(T.table(RUNS))
-    for doc in ("BENCHMARKS.md", "README.md"):
+def test_benchmarks_and_readme_hold_the_generated_tables():
+    blocks = {
+        "BENCHMARKS.md": [("train-step-quiet", RUNS), ("train-step-layouts", LAYOUT_RUNS)],
+        "README.md": [("train-step-layouts", LAYOUT_RUNS)],
+    }
+    for doc, wanted in blocks.items():
         text = open(os.path.join(ROOT, doc)).read()
-        begin, end = markers("train-step-quiet", T.TOOL)
-        assert f"{begin}\n{want}\n{end}" in text, (
-            f"{doc}: rerun tools.bench train_step_table --write"
-        )
+        for block, runs in wanted:
+            want = "\n".join(T.table(runs))
+            begin, end = markers(block, T.TOOL)
+            assert f"{begin}\n{want}\n{end}" in text, (
+                f"{doc}: rerun tools.bench train_step_table --block {block} --write"
+            )

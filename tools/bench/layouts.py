@@ -2,6 +2,7 @@
 one it replaced, forward and backward, side by side in one process.
 
 python -m tools.bench layouts [--config small] [--rounds 5] [--out bench_results/layouts.json]
+python -m tools.bench layouts --render bench_results/layouts.json [--write]   (BENCHMARKS block)
 
 Pairs (the 'small' bench config's shapes by default, float32):
   mlp        jaxlvlm's GatedMLP (every Projection one [tokens, d_in] x [d_in, d_out] matmul) against
@@ -19,6 +20,8 @@ marked invalid.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +33,10 @@ from flax import linen as nn
 
 from tools.bench.common import BENCH_CONFIGS, machine_info, print_table, write_json
 from tools.bench.quiet import OthersMonitor, validity
+from tools.method_bench.readme_blocks import replace_block
+
+TOOL = "python -m tools.bench layouts --render"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _MASKED = -1e30
 
@@ -164,13 +171,55 @@ def run(cfg: dict, rounds: int, iters: int) -> tuple[list[dict], dict]:
     return rows, {**quiet, "invalid": validity(quiet, spreads), "spreads": spreads}
 
 
+def table(payload: dict) -> list[str]:
+    """The BENCHMARKS block of one run's JSON: a row per layout, then the run's validity."""
+    q = payload["quiet"]
+    lines = [
+        f"`{payload['config']}`, {payload['rounds']} rounds of {payload['iters']} timed calls, "
+        f"load average {q['load_before'][0]:.1f} before and {q['load_after'][0]:.1f} after, other "
+        f"processes {q['others_share']:.1%} of the CPU ({payload['time']}):",
+        "",
+        "| pair | layout | ms (forward + backward) | range over rounds | speed vs the replaced "
+        "layout | largest gradient difference from jaxlvlm's |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in payload["rows"]:
+        lines.append(
+            f"| {r['pair']} | {r['layout']} | {r['ms']:.1f} | {r['range_ms']} | "
+            f"{r['vs_replaced']:.2f}x | {r['max_grad_diff']:.1e} |"
+        )
+    lines.append("")
+    if q["invalid"]:
+        lines.append("Marked invalid by the tool: " + "; ".join(q["invalid"]) + ".")
+    else:
+        lines.append("Valid by the tool's rules (quiet machine, round-to-round spread within 20%).")
+    return lines
+
+
+def render(path: str, write: bool, file: str) -> None:
+    with open(path) as f:
+        lines = table(json.load(f))
+    print("\n".join(lines))
+    if write:
+        with open(file) as f:
+            text = f.read()
+        with open(file, "w") as f:
+            f.write(replace_block(text, "layouts", lines, tool=TOOL))
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", default="small", choices=sorted(BENCH_CONFIGS))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--out", default="bench_results/layouts.json")
+    p.add_argument("--render", default="", help="print (and --write) the block of a run's JSON")
+    p.add_argument("--write", action="store_true", help="with --render: replace BENCHMARKS' block")
+    p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = p.parse_args(argv)
+    if a.render:
+        render(a.render, a.write, a.file)
+        return {}
     rows, quiet = run(BENCH_CONFIGS[a.config], a.rounds, a.iters)
     print_table(rows, ["pair", "layout", "ms", "range_ms", "vs_replaced", "max_grad_diff"])
     if quiet["invalid"]:

@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("path")
     p.add_argument("--write", action="store_true", help="replace the block in BENCHMARKS.md")
+    p.add_argument("--block", default="step-profile")
     p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = p.parse_args(argv)
     with open(a.path) as f:
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
         with open(a.file) as f:
             text = f.read()
         with open(a.file, "w") as f:
-            f.write(replace_block(text, "step-profile", lines, tool=TOOL))
+            f.write(replace_block(text, a.block, lines, tool=TOOL))
     return 0
 
 
