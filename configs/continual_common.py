@@ -14,7 +14,14 @@ builtin sources' seed is fixed at 0, so test samples pair up across seeds and ap
 
 from __future__ import annotations
 
-from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
+from configs.common import (
+    base_config,
+    parse_arg,
+    shrink_base_for_test,
+    shrink_for_test,
+    use_small_builtin_model,
+    use_trained_base,
+)
 
 # Full fine-tuning of the trained base at 3e-4 (at 1e-3 and above the small decoder stops reading the
 # image tokens, see configs/demo.py). The low-rank approaches train only rank-4/8 o_proj increments on
@@ -29,8 +36,6 @@ APPROACH_LR = {
     "replay": 3e-4,
     "joint": 3e-4,
 }
-# The base phase is the same for every approach (so runs can share it, see stream_config).
-BASE_LR = 5e-4
 
 
 def ordered(tasks: list, order: int) -> list:
@@ -108,13 +113,8 @@ def stream_config(
     c.eval.max_new_tokens = GROUNDING_NEW_TOKENS if any(f == "grounding" for f, _ in stream) else 6
     c.method.approach = a.approach
     c.method.stream = tuple(names)
-    c.method.base_steps = a.base_steps
-    c.method.base_lr = BASE_LR
-    c.method.base_sources = tuple(spec(f, d, "train", 4 * a.num) for f, d in base)
-    # The base trains until its validation score on the base families stops improving (checked
-    # every base_eval_every steps, 2 checks of patience), at most base_steps (as lifelong_builtin).
-    c.method.base_eval_every = a.base_eval_every
-    c.method.base_patience = 2
+    base_specs = [spec(f, d, "train", 4 * a.num) for f, d in base]
+    use_trained_base(c, base_specs, a.base_steps, a.base_eval_every)
     c.method.pool_size = 12
     c.method.top_m = 3
     c.method.pool_rank = 4
@@ -126,9 +126,7 @@ def stream_config(
         c.data.eval_sources = tuple(dict(s, num=4) for s in c.data.eval_sources)
         c.data.buckets = (96,)
         c.data.eval_batch_size = 8
-        c.method.base_sources = tuple(dict(s, num=16) for s in c.method.base_sources)
-        c.method.base_steps = 2 if a.base_steps else 0
-        c.method.base_eval_every = 0
+        shrink_base_for_test(c, 2 if a.base_steps else 0)
         c.method.pool_size = 4
         c.method.top_m = 2
         c.method.pool_rank = 2

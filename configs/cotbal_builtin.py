@@ -28,7 +28,14 @@ the final run for T = 7 (0.40x on M3IT with R_large = 1/4), i.e. roughly 2.2x a 
 in total.
 """
 
-from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
+from configs.common import (
+    base_config,
+    parse_arg,
+    shrink_base_for_test,
+    shrink_for_test,
+    use_small_builtin_model,
+    use_trained_base,
+)
 
 # Four tasks of different difficulty that the small model learns from scratch within a CPU budget
 # (the scene families stay near chance at this budget, see the README's demo section).
@@ -44,7 +51,6 @@ TRANSFER_TASKS = (
 # The base sees digits and counting only on textured images, and colours: every task is new to it
 # by domain (digits, counting, counting_noisy) or by skill (digit_pair, arithmetic).
 TRANSFER_BASE = (("digits", "textured"), ("counting", "textured"), ("attribute", "plain"))
-BASE_LR = 5e-4  # full training of the base from scratch (at 2e-3 it never learns to read images)
 SCENARIOS = ("from_scratch", "transfer")
 
 
@@ -130,16 +136,12 @@ def get_config(arg: str | None = None):
     c.method.unbalanced = ("arithmetic",)
     c.method.stl_steps = 0 if a.stl else -1
     c.method.stl_exposure = bool(a.stl and transfer)
-    c.method.base_steps = (600 if transfer else 0) if a.base_steps < 0 else a.base_steps
-    c.method.base_lr = BASE_LR
-    # The base trains until its validation score on its families stops improving (checked every
-    # base_eval_every steps, 2 checks of patience), at most base_steps; 0 = exactly base_steps.
-    c.method.base_eval_every = a.base_eval_every
-    c.method.base_patience = 2
-    c.method.base_sources = tuple(
+    base_steps = (600 if transfer else 0) if a.base_steps < 0 else a.base_steps
+    base = [
         dict(type="builtin", family=f, domain=d, split="train", num=a.num, task=f"{f}-{d}", **fixed)
         for f, d in (TRANSFER_BASE if transfer else ())
-    )
+    ]
+    use_trained_base(c, base, base_steps, a.base_eval_every)
     if a.test:
         c = shrink_for_test(c)
         c.data.sources = tuple(dict(s, num=16) for s in c.data.sources)
@@ -147,7 +149,5 @@ def get_config(arg: str | None = None):
         c.method.val_sources = tuple(dict(s, num=4) for s in c.method.val_sources)
         c.data.buckets = (96,)
         c.method.probe_steps = 2
-        c.method.base_sources = tuple(dict(s, num=16) for s in c.method.base_sources)
-        c.method.base_steps = min(c.method.base_steps, 2)
-        c.method.base_eval_every = 0
+        shrink_base_for_test(c, min(c.method.base_steps, 2))
     return c

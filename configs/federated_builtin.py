@@ -31,7 +31,14 @@ lr_connector=2e-5, cross_hidden_dim=256, backend='vmap' if the 8 clients' adapte
 shared backbone (they do on one H100 in bf16), otherwise 'loop'; runtime bf16, scan_layers.
 """
 
-from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
+from configs.common import (
+    base_config,
+    parse_arg,
+    shrink_base_for_test,
+    shrink_for_test,
+    use_small_builtin_model,
+    use_trained_base,
+)
 
 SCENARIOS = {
     "mixed": [
@@ -51,7 +58,6 @@ CLIENTS_PER_TASK = 2
 # The base sees plain digits, counting and colours; the clients' tasks shift the domain or the skill.
 BASE = [("digits", "plain"), ("counting", "plain"), ("attribute", "plain")]
 BASE_NUM = 1600  # samples per base family (fixed: the base is the same whatever per_client is)
-BASE_LR = 5e-4  # full training of the base from scratch (at 2e-3 it never learns to read images)
 
 
 def scenario_tasks(scenario: str) -> list[tuple[str, str, str]]:
@@ -128,25 +134,18 @@ def get_config(arg: str | None = None):
     c.method.lr_lora = 1e-3
     c.method.lr_connector = 3e-4
     c.method.cross_hidden_dim = 64
-    c.method.base_steps = a.base_steps
-    c.method.base_lr = BASE_LR
-    # The base trains until its validation score on the base families stops improving (checked
-    # every base_eval_every steps, 2 checks of patience), at most base_steps; 0 = exactly base_steps.
-    c.method.base_eval_every = a.base_eval_every
-    c.method.base_patience = 2
-    c.method.base_sources = tuple(
+    base = [
         dict(type="builtin", family=f, domain=d, split="train", num=BASE_NUM, task=f"{f}-{d}")
         for f, d in BASE
-    )
+    ]
+    use_trained_base(c, base, a.base_steps, a.base_eval_every)
     c.method.fault_drill_client = a.fault
     if a.test:
         c = shrink_for_test(c)
         c.data.buckets = (96,)
         c.data.global_batch_size = 8
         c.data.eval_batch_size = 8
-        c.method.base_sources = tuple(dict(s, num=16) for s in c.method.base_sources)
-        c.method.base_steps = 2 if a.base_steps else 0
-        c.method.base_eval_every = 0
+        shrink_base_for_test(c, 2 if a.base_steps else 0)
         c.method.rounds = min(a.rounds, 2)
         c.method.cross_hidden_dim = 8
     return c

@@ -22,7 +22,14 @@ grad_layer=31, lora rank 128 / alpha 256 on q/k/v/o/gate/up/down, lr 2e-4, runti
 scan_layers, mesh (1, -1, 1) for FSDP, data.buckets=(1024, 2048), eval on the skill benchmarks.
 """
 
-from configs.common import base_config, parse_arg, shrink_for_test, use_small_builtin_model
+from configs.common import (
+    base_config,
+    parse_arg,
+    shrink_base_for_test,
+    shrink_for_test,
+    use_small_builtin_model,
+    use_trained_base,
+)
 
 STREAM = [
     [("digits", "plain", "digits", 1.0), ("counting", "noisy", "counting_noisy", 1.0)],
@@ -32,7 +39,6 @@ STREAM = [
 ]
 # The frozen base sees handwritten digits (sums/comparisons of two), counting and the answer formats.
 BASE = [("digit_pair", "plain"), ("counting", "plain"), ("arithmetic", "plain")]
-BASE_LR = 5e-4  # full training of the base from scratch (at 2e-3 it never learns to read images)
 
 
 def get_config(arg: str | None = None):
@@ -109,24 +115,17 @@ def get_config(arg: str | None = None):
     c.method.epochs = 1 if a.test else a.epochs
     c.method.num_clusters = a.clusters
     c.method.proj_dim = a.proj_dim
-    c.method.base_steps = a.base_steps
-    c.method.base_lr = BASE_LR
-    # The base trains until its validation score on the base families stops improving (checked
-    # every base_eval_every steps, 2 checks of patience), at most base_steps; 0 = exactly base_steps.
-    c.method.base_eval_every = a.base_eval_every
-    c.method.base_patience = 2
-    c.method.base_sources = tuple(
+    base = [
         dict(type="builtin", family=f, domain=d, split="train", num=4 * a.num, task=f"{f}-{d}")
         for f, d in BASE
-    )
+    ]
+    use_trained_base(c, base, a.base_steps, a.base_eval_every)
     c.method.joint_summary = a.joint_summary
     if a.test:
         c = shrink_for_test(c)
         c.data.buckets = (96,)
         c.data.eval_batch_size = 8
-        c.method.base_sources = tuple(dict(s, num=16) for s in c.method.base_sources)
-        c.method.base_steps = 2 if a.base_steps else 0
-        c.method.base_eval_every = 0
+        shrink_base_for_test(c, 2 if a.base_steps else 0)
         c.method.stream = tuple(steps[:2])
         c.method.num_clusters = 2
         c.method.proj_dim = 64
