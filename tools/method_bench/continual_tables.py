@@ -55,7 +55,8 @@ def _metrics(cells: Cells, approach: str, key: str) -> list[float]:
     return [_metric(s, key) for s in cells.summaries(approach)]
 
 
-def _final_row(s: dict) -> list[float]:
+def final_row(s: dict) -> list[float]:
+    """A stream summary's final score per task [T] (the accuracy matrix's last row)."""
     return s["final"] if "final" in s else s["matrix"][-1]
 
 
@@ -212,7 +213,7 @@ def render(cells: Cells) -> list[str]:
            "as median [min-max] over seeds):", ""]  # fmt: skip
     out += main_table(cells)
     out += ["", "Final scores per task (0-100, mean over seeds, 95% t interval):", ""]
-    out += final_row_table(cells, APPROACHES, _final_row) + [
+    out += final_row_table(cells, APPROACHES, final_row) + [
         "",
         "The claims of docs/benchmark.md:",
         "",

@@ -14,14 +14,14 @@ from tools.method_bench.tables_common import Cells
 
 def _lifelong(cells: Cells) -> list[Figure]:
     stream = [a for a in lifelong_tables.APPROACHES if a != "joint"]
-    return final_scores(cells, lifelong_tables.APPROACHES, lifelong_tables._final_row) + (
+    return final_scores(cells, lifelong_tables.APPROACHES, lifelong_tables.final_row) + (
         accuracy_matrices(cells, stream)
     )
 
 
 def _continual(cells: Cells) -> list[Figure]:
     approaches = continual_tables.APPROACHES
-    return final_scores(cells, approaches, continual_tables._final_row) + accuracy_matrices(
+    return final_scores(cells, approaches, continual_tables.final_row) + accuracy_matrices(
         cells, approaches
     )
 
@@ -59,7 +59,7 @@ def _pilot(cells: Cells) -> list[Figure]:
             np.mean([np.mean(list(e[i]["eval"].values())) for e in entries]) for i in range(n)
         ]
         if n > len(names):
-            names = [pilot_tables._entry_name(r) for r in entries[0][:n]]
+            names = [pilot_tables.entry_name(r) for r in entries[0][:n]]
     if series:
         draw = functools.partial(plots.plot_curves, series, names, ylabel="mean over clients",
                                  title="round evaluation (mean over seeds)")  # fmt: skip

@@ -64,7 +64,8 @@ def main_table(cells: Cells) -> list[str]:
     return plots.markdown_table(header, rows)
 
 
-def _final_row(s: dict) -> list[float]:
+def final_row(s: dict) -> list[float]:
+    """A lifelong summary's final score per task [T] (the score matrix's last row)."""
     return s["final"] if "final" in s else s["matrix"][-1]
 
 
@@ -151,7 +152,7 @@ def render(cells: Cells) -> list[str]:
         "Final scores per task (0-100, mean over seeds, 95% t interval):",
         "",
     ]
-    out += final_row_table(cells, APPROACHES, _final_row) + [
+    out += final_row_table(cells, APPROACHES, final_row) + [
         "",
         "The claims of docs/benchmark.md:",
         "",

@@ -79,7 +79,8 @@ def claims(cells: Cells) -> tuple[list[str], list[str]]:
     return plots.markdown_table(header, rows), sentences
 
 
-def _entry_name(r: dict) -> str:
+def entry_name(r: dict) -> str:
+    """A schedule entry's label, e.g. 'round 2 (stage2)'; the baseline entry without a stage."""
     return f"round {r['round']}" + (f" ({r['stage']})" if r["stage"] != "baseline" else "")
 
 
@@ -111,7 +112,7 @@ def curve_table(cells: Cells) -> list[str]:
             scores = [float(np.mean(list(e[i]["eval"].values()))) for e in entries if len(e) > i]
             ce = [e[i]["mean_train_ce"] for e in entries if len(e) > i]
             n_eval.add(int(r["eval_samples"]))
-            rows.append([a, _entry_name(r), fmt_seeds(scores), f"{np.mean(ce):.3f}"])
+            rows.append([a, entry_name(r), fmt_seeds(scores), f"{np.mean(ce):.3f}"])
     if not rows:
         return ["No cell has a per-round evaluation (method.round_eval_num = 0)."]
     if "centralized" in cells.present(APPROACHES) and len(n_eval) == 1:
@@ -139,7 +140,7 @@ def weights_table(cells: Cells) -> list[str]:
         for k, name in enumerate(names):
             others = np.where(same[k] | (np.arange(len(names)) == k), 0.0, w[k])
             top = names[int(np.argmax(others))] if others.max() > 0 else "-"
-            rows.append([_entry_name(r), name, f"{w[k, k]:.3f}", f"{w[k][same[k]].sum():.3f}",
+            rows.append([entry_name(r), name, f"{w[k, k]:.3f}", f"{w[k][same[k]].sum():.3f}",
                          f"{others.sum():.3f}", top])  # fmt: skip
     header = ["after", "client", "own", "same task", "other tasks", "largest other-task weight"]
     return plots.markdown_table(header, rows)
