@@ -179,6 +179,21 @@ def stl_scores(
     return out
 
 
+def weighting_config(config, s, name: str, num_tasks: int) -> tw.WeightingConfig:
+    """The static settings of weighting ``name``; RLW's random stream comes from the run's seed
+    unless ``method.rlw_seed`` >= 0 fixes it (so runs of different seeds draw different weights)."""
+    rlw_seed = int(config.seed) if s.rlw_seed < 0 else int(s.rlw_seed)
+    # Keywords: WeightingConfig's fifth field is dwa_absent_as_zero (a positional seed landed
+    # there before 2026-12-01, harmless only while rlw_seed was 0).
+    return tw.WeightingConfig(
+        name,
+        num_tasks,
+        dwa_window=s.dwa_window,
+        dwa_temperature=float(s.dwa_temperature),
+        seed=rlw_seed,
+    )
+
+
 @register_runner("multitask", settings=MultitaskSettings)
 def run_multitask(config, workdir: PathLike) -> dict:
     """Trains the base model if asked (method.base_steps), runs the probe phase if needed, the
@@ -200,7 +215,7 @@ def run_multitask(config, workdir: PathLike) -> dict:
     refs = stl_scores(config, workdir, task_names, s, params0)
     finals: dict[str, Any] = {}
     for name in s.weightings:
-        wcfg = tw.WeightingConfig(name, T, s.dwa_window, float(s.dwa_temperature), int(s.rlw_seed))
+        wcfg = weighting_config(config, s, name, T)
         hooks = weighting_hooks(wcfg, cb["lam"] if name == "cotbal" else None)
         final_dir = run_path(workdir) / f"final_{name}"
         res = _phase(

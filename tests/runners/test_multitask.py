@@ -238,3 +238,24 @@ def test_the_runner_hands_the_base_to_every_phase_and_sizes_the_references(tmp_p
     check = s["cotbal"]["probe_check"]
     assert set(check) == set(tasks[:4]) and all(v["margin"] == 30.0 for v in check.values())
     assert {"delta_I_exposure", "delta_E_exposure"} <= s["runs"]["cotbal"].keys()
+
+
+def test_rlw_draws_from_the_run_seed_unless_fixed():
+    def weights(seed: int, overrides: dict) -> np.ndarray:
+        c = cotbal_builtin.get_config("test")
+        c.seed = seed
+        for k, v in overrides.items():
+            setattr(c.method, k, v)
+        s = settings_from(MultitaskSettings, c.method)
+        cfg = multitask.weighting_config(c, s, "rlw", 4)
+        state = tw.init_weighting_state(cfg)
+        return np.asarray(tw.task_weights(cfg, state, None, None, step=3))
+
+    assert not np.allclose(weights(0, {}), weights(1, {}))  # the benchmark's seeds differ
+    np.testing.assert_array_equal(weights(1, {}), weights(1, {}))
+    fixed = {"rlw_seed": 5}
+    np.testing.assert_array_equal(weights(0, fixed), weights(1, fixed))
+    c = cotbal_builtin.get_config("test")
+    c.seed, c.method.rlw_seed = 3, 7
+    dwa = multitask.weighting_config(c, settings_from(MultitaskSettings, c.method), "dwa", 4)
+    assert dwa.seed == 7 and dwa.dwa_absent_as_zero is False  # the seed lands in its own field

@@ -27,7 +27,8 @@ class MultitaskSettings(BaseModelSettings):
       task's size).
     val_sources: validation specs of the probes (() = eval sources with split 'val').
     unbalanced: task names with a fixed weight 1 (text-only tasks, docs/methods.md section 1(c)).
-    dwa_window, dwa_temperature, rlw_seed: the baselines' settings.
+    dwa_window, dwa_temperature, rlw_seed: the baselines' settings (rlw_seed -1 = the run's seed,
+      so runs of different seeds draw different RLW weights).
     stl_steps: > 0 one single-task model per task (the STL reference of dI/dE); 0 = train.steps;
       -1 = none (use stl_file, or report no dI/dE). stl_file: JSON {task: score in [0, 1]}.
     stl_exposure: also one single-task model per task at equal per-task exposure: task t trains
@@ -59,7 +60,7 @@ class MultitaskSettings(BaseModelSettings):
     unbalanced: tuple = ()
     dwa_window: int = 25
     dwa_temperature: float = 2.0
-    rlw_seed: int = 0
+    rlw_seed: int = -1
     stl_steps: int = -1
     stl_file: str = ""
     stl_exposure: bool = False
