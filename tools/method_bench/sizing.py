@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  t {r['t']:.3f} s/step, e {r['e']:.1f} s, c {r['c']:.1f} s, b {r['b']:.0f} s "
               f"-> S = {r['S']:.0f} steps per task in {BUDGET_S} s")  # fmt: skip
         if a.copy_to:
-            dest = os.path.join(a.copy_to, stream)
+            dest = os.path.join(a.copy_to, stream, "seq_ft", "seed0")  # the layout it reads
             for rel in ["cell.json", "summary.json", "base/phase.json", "base_eval/phase.json",
                         *[os.path.relpath(x, cell_dir)
                           for x in glob.glob(f"{cell_dir}/task_*/phase.json")]]:  # fmt: skip
