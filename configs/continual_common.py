@@ -48,8 +48,9 @@ def ordered(tasks: list, order: int) -> list:
     raise ValueError(f"order={order}: use 0 (canonical), 1 (reversed) or 2 (rotated)")
 
 
-# Steps per task (docs/benchmark.md, dated note of 2026-11-30: provisional until the sizing check).
-STEPS_PER_TASK = 50
+# Steps per task: the pre-stated budget formula on the sizing checks' measured costs (docs/benchmark.md,
+# dated note of 2026-12-01: S = 98-109 by stream; 98 fits all three). Was 50 (provisional) before.
+STEPS_PER_TASK = 98
 # The grounding family answers with a box spelled digit by digit ('[0.12, 0.34, 0.56, 0.78]': 24
 # tokens with the builtin tokenizer), plus the end-of-turn token; every other stream family answers
 # in at most 3 tokens.
