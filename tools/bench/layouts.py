@@ -33,7 +33,7 @@ from flax import linen as nn
 
 from tools.bench.common import BENCH_CONFIGS, machine_info, print_table, write_json
 from tools.bench.quiet import OthersMonitor, validity
-from tools.method_bench.readme_blocks import replace_block
+from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench layouts --render"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -201,10 +201,7 @@ def render(path: str, write: bool, file: str) -> None:
         lines = table(json.load(f))
     print("\n".join(lines))
     if write:
-        with open(file) as f:
-            text = f.read()
-        with open(file, "w") as f:
-            f.write(replace_block(text, "layouts", lines, tool=TOOL))
+        write_block(file, "layouts", lines, tool=TOOL)
 
 
 def main(argv: list[str] | None = None) -> dict:

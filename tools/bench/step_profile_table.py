@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from tools.method_bench.readme_blocks import replace_block
+from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench step_profile_table"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,10 +62,7 @@ def main(argv=None) -> int:
         lines = table(json.load(f))
     print("\n".join(lines))
     if a.write:
-        with open(a.file) as f:
-            text = f.read()
-        with open(a.file, "w") as f:
-            f.write(replace_block(text, a.block, lines, tool=TOOL))
+        write_block(a.file, a.block, lines, tool=TOOL)
     return 0
 
 

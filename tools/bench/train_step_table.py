@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from tools.method_bench.readme_blocks import replace_block
+from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench train_step_table"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -95,10 +95,7 @@ def main(argv=None) -> int:
     lines = table(paths)
     print("\n".join(lines))
     if a.write:
-        with open(a.file) as f:
-            text = f.read()
-        with open(a.file, "w") as f:
-            f.write(replace_block(text, a.block, lines, tool=TOOL))
+        write_block(a.file, a.block, lines, tool=TOOL)
     return 0
 
 

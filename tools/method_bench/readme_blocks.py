@@ -20,3 +20,11 @@ def replace_block(text: str, name: str, lines: list[str], tool: str = METHOD_TAB
     if not pattern.search(text):
         raise ValueError(f"no block {name!r}: add the lines\n{begin}\n{end}\nwhere it belongs")
     return pattern.sub(lambda _: "\n".join([begin, *lines, end]), text, count=1)
+
+
+def write_block(path: str, name: str, lines: list[str], tool: str = METHOD_TABLES) -> None:
+    """Replaces block ``name`` of the file at ``path`` with ``lines`` (``replace_block`` in place)."""
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(replace_block(text, name, lines, tool=tool))
