@@ -9,7 +9,9 @@ terms of docs/benchmark.md's budget formula, measured from the cell's phase reco
   e  seconds per evaluation of the stream's test samples (the base evaluation's wall),
   c  seconds per cell outside its phases (process start, data, compilation not inside a phase),
   b  seconds of the base phase,
-and S = (10,800 - 189 e - 54 c - 9 b) / (216 t), the steps per task that fit three hours.
+and S = (10,800 - 189 e - 54 c - 9 b) / (216 t), the steps per task that fit three hours; and the
+learnability gate per task (tools/method_bench/gate.py: twice the chance level computed from the
+task's test samples, or 20 points for free-form answers), read on the cell's own config.
 ``--copy_to`` keeps the records it read (cell.json, summary.json, the phase.json files) so the
 figures can be regenerated from committed files.
 """
@@ -24,6 +26,9 @@ import shutil
 
 import numpy as np
 
+from jaxlvlm.federated.flower.protocol import load_config
+from tools.method_bench.gate import thresholds
+
 BUDGET_S = 10_800
 TASK_PHASES, EVALS, CELLS, BASES = 216, 189, 54, 9
 
@@ -31,6 +36,12 @@ TASK_PHASES, EVALS, CELLS, BASES = 216, 189, 54, 9
 def _read(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+def task_spec(task: str) -> dict:
+    """The builtin family and domain of a stream task name ('counting-noisy')."""
+    family, _, domain = task.partition("-")
+    return {"type": "builtin", "family": family, "domain": domain or "plain", "task": task}
 
 
 def stream_sizing(cell_dir: str) -> dict:
@@ -49,9 +60,21 @@ def stream_sizing(cell_dir: str) -> dict:
     c = float(cell["wall_s"]) - inside
     s = (BUDGET_S - EVALS * e - CELLS * c - BASES * b) / (TASK_PHASES * t)
     matrix = np.asarray(summary["matrix"], np.float64)
+    command = cell["command"]
+    config = load_config(command[command.index("--config") + 1])
+    # The tasks come from the record, not the config file as it stands now (a stream whose
+    # families were replaced after the check still reads its old cells right); the number of
+    # test samples, their seed and wording are the cell's config's.
+    shared = {k: config.data.eval_sources[0].get(k) for k in ("num", "seed", "wording")}
+    specs = [
+        {**task_spec(task), "split": "test", **{k: v for k, v in shared.items() if v is not None}}
+        for task in summary["tasks"]
+    ]
+    gate = thresholds(specs, config.model.vision.image_size)
     return {
         "tasks": summary["tasks"],
         "own_score": [float(matrix[i, i]) for i in range(len(summary["tasks"]))],
+        "gate": [gate[task] for task in summary["tasks"]],
         "steps": int(next(iter(phases.values()))["steps"]),
         "t": t, "e": e, "c": c, "b": b, "S": s,
         "cell_wall_s": float(cell["wall_s"]),
@@ -74,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stream} (steps per task {r['steps']}, commit {r['commit'][:7]}, cell "
               f"{r['cell_wall_s']:.0f} s, load {r['load'][0]:.1f}-{r['load'][1]:.1f}):")  # fmt: skip
         print(f"  score after its own training: {scores}")
+        verdicts = ", ".join(
+            f"{n} {'pass' if x >= g['threshold'] else 'FAIL'} ({x:.1f} vs {g['threshold']:.1f}"
+            + (f", chance {g['chance']:.1f})" if g["chance"] is not None else ", free-form)")
+            for n, x, g in zip(r["tasks"], r["own_score"], r["gate"], strict=True)
+        )
+        print(f"  gate: {verdicts}")
         print(f"  t {r['t']:.3f} s/step, e {r['e']:.1f} s, c {r['c']:.1f} s, b {r['b']:.0f} s "
               f"-> S = {r['S']:.0f} steps per task in {BUDGET_S} s")  # fmt: skip
         if a.copy_to:
