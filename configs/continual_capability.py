@@ -5,7 +5,7 @@ spatial and reading were the third and fourth skills until the learnability gate
 task (docs/benchmark.md, note of 2026-12-01): spatial scored at its chance level and reading near 0,
 so they were replaced by the next learnable families in the registry's order."""
 
-from configs.continual_common import stream_config
+from configs.continual_common import STREAM_STEPS_PER_TASK, stream_config
 
 STREAM = [
     ("attribute", "plain"),
@@ -17,4 +17,4 @@ BASE = [("caption", "plain"), ("arithmetic", "plain")]
 
 
 def get_config(arg: str | None = None):
-    return stream_config(arg, STREAM, BASE)
+    return stream_config(arg, STREAM, BASE, steps=STREAM_STEPS_PER_TASK["capability"])

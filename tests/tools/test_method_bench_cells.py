@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from configs.continual_common import STEPS_PER_TASK
+from configs.continual_common import STREAM_STEPS_PER_TASK
 from tools.method_bench import __main__ as bench
 from tools.method_bench.cells import BASE_SHARED, COMPARISONS
 
@@ -25,7 +25,7 @@ def test_continual_comparisons_have_the_benchmarks_cells():
     cmd = bench.command(COMPARISONS["continual_dataset"], "replay", 2, "/runs")
     arg = cmd[cmd.index("--config") + 1]
     assert arg == (
-        f"configs/continual_dataset.py:steps={STEPS_PER_TASK},eval_num=300,base_steps=800,"
+        f"configs/continual_dataset.py:steps={STREAM_STEPS_PER_TASK['dataset']},eval_num=300,base_steps=800,"
         "base_eval_every=100,approach=replay"
     )
     assert cmd[-1] == "--config.seed=2" and cmd[cmd.index("--workdir") + 1] == os.path.join(
@@ -42,7 +42,11 @@ def test_every_continual_cell_config_loads(name):
     module = importlib.import_module(comp.config[: -len(".py")].replace("/", "."))
     for cell in comp.cells:
         c = module.get_config(",".join([comp.args, cell.args]))
-        assert c.method.approach == cell.name and c.train.steps == STEPS_PER_TASK
+        stream = comp.config[len("configs/continual_") : -len(".py")]
+        assert c.method.approach == cell.name
+        # The cell's steps are its stream config's own default (python -m jaxlvlm.main with the
+        # config alone trains what the benchmark trains).
+        assert c.train.steps == STREAM_STEPS_PER_TASK[stream] == module.get_config().train.steps
 
 
 def _fake_base(workdir, tag):

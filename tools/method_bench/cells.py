@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from configs.continual_common import STEPS_PER_TASK
+from configs.continual_common import STREAM_STEPS_PER_TASK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +54,16 @@ BASE_SHARED = ("base", "base_eval", "base_scores.json")
 _JOINT = "joint_summary={out}/lifelong/joint/seed{seed}/summary.json"
 
 # docs/benchmark.md, Continual LLaVA: 300 test samples per task, the base validated every 100 steps
-# (patience 2) with an 800-step cap, STEPS_PER_TASK steps per task. seq_ft comes first: the first
-# cell of a seed trains the base, and seq_ft seed 0 is the learnability gate's sizing cell.
-_CONTINUAL = f"steps={STEPS_PER_TASK},eval_num=300,base_steps=800,base_eval_every=100"
+# (patience 2) with an 800-step cap, the stream's steps per task (STREAM_STEPS_PER_TASK). seq_ft
+# comes first: the first cell of a seed trains the base, and seq_ft seed 0 is the learnability
+# gate's sizing cell.
+
+
+def _continual(stream: str) -> str:
+    steps = STREAM_STEPS_PER_TASK[stream]
+    return f"steps={steps},eval_num=300,base_steps=800,base_eval_every=100"
+
+
 CONTINUAL_APPROACHES = ("seq_ft", "seq_lora", "continual_llava", "replay", "joint")
 CONTINUAL_ORDER1_APPROACHES = ("seq_ft", "seq_lora", "continual_llava")
 # Pilot (docs/benchmark.md): 800 training samples per client, 300 test samples per task; rounds
@@ -99,7 +106,7 @@ COMPARISONS = {
             Comparison(
                 name=f"continual_{stream}",
                 config=f"configs/continual_{stream}.py",
-                args=_CONTINUAL,
+                args=_continual(stream),
                 cells=tuple(Cell(a, f"approach={a}") for a in CONTINUAL_APPROACHES),
                 shared=BASE_SHARED,
             )
@@ -111,7 +118,7 @@ COMPARISONS = {
         Comparison(
             name="continual_domain_order1",
             config="configs/continual_domain.py",
-            args=f"{_CONTINUAL},order=1",
+            args=f"{_continual('domain')},order=1",
             cells=tuple(Cell(a, f"approach={a}") for a in CONTINUAL_ORDER1_APPROACHES),
             shared=BASE_SHARED,
             base_from="continual_domain",
