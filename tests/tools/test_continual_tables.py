@@ -60,9 +60,16 @@ def _cell(runs, approach, seed, acc, forget, per_sample, selection=None):
             _predictions(os.path.join(d, f"task_{t}_{name}", "predictions.jsonl"), scores)
         _predictions(os.path.join(d, "base_eval", "predictions.jsonl"), np.zeros(len(IDS)))
     _write(os.path.join(d, "summary.json"), summary)
+    command = [
+        "python",
+        "-m",
+        "jaxlvlm.main",
+        "--config",
+        f"configs/{COMP}.py:eval_num=20,approach={approach}",
+    ]
     _write(os.path.join(d, "cell.json"), {"wall_s": 100.0 + seed, "load_before": [2.0, 1, 1],
                                           "load_after": [3.0, 1, 1], "copied_from_seed": [],
-                                          "copied_from": None})  # fmt: skip
+                                          "copied_from": None, "command": command})  # fmt: skip
     _write(os.path.join(d, "base", "phase.json"), {"steps": 300, "max_steps": 800,
                                                   "scores": {"counting": 0.5, "digit_pair": 0.25}})  # fmt: skip
 
@@ -124,6 +131,9 @@ def test_render_claims_matrices_forgetting_and_selections(tmp_path):
     assert "| digits | 1.00 | 0.40 | 0.00 | 0.20 |" in text
     assert "| 0 | 300 | 800 | counting 50.0 / digit_pair 25.0 |" in text
     assert "| seq_ft | 2 | 102 | 2.0 | 3.0 | trained |" in text
+    # The gate: digits answer 0-9 (chance 10, threshold 20); seq_ft scores 50 after each task.
+    assert "| threshold | 20.0 | 20.0 | 20.0 | 20.0 |" in text
+    assert "| seq_ft seed 2 | 50.0 (pass) | 50.0 (pass) | 50.0 (pass) | 50.0 (pass) |" in text
 
 
 def test_selection_overlap_by_hand():
@@ -158,5 +168,5 @@ def test_readme_blocks_of_continual_streams(tmp_path):
     assert method_tables.main([dest, "--readme", str(readme)]) == 0
     assert method_tables.main([dest, "--readme", str(readme), "--check"]) == 0
     text = readme.read_text()
-    assert "old" not in text and "Claim 3" in text and "kept" in text
+    assert "\nold\n" not in text and "Claim 3" in text and "kept" in text
     assert set(CT.COMPARISONS) <= set(method_tables.RENDERERS)

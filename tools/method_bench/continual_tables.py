@@ -21,6 +21,7 @@ import itertools
 import numpy as np
 
 from jaxlvlm.eval import plots
+from tools.method_bench.gate import cell_gate
 from tools.method_bench.tables_common import (
     Cells,
     base_table,
@@ -192,6 +193,25 @@ def selection_tables(cells: Cells) -> list[str]:
     return out
 
 
+def gate_table(cells: Cells) -> list[str]:
+    """The learnability gate (docs/benchmark.md) on every seq_ft cell: each task's score right
+    after its own training against its threshold (twice the chance level computed from its test
+    samples, tools/method_bench/gate.py, or 20 for free-form answers). The gate is read on seed 0;
+    the other seeds show whether it holds."""
+    if "seq_ft" not in cells.present(APPROACHES):
+        return ["No seq_ft cell."]
+    tasks = cells.tasks()
+    first = cells.records("seq_ft")[0]
+    gate = cell_gate(first["command"], tasks)
+    rows = [["threshold", *[f"{g['threshold']:.1f}" for g in gate]]]
+    for seed, s in zip(cells.seeds("seq_ft"), cells.summaries("seq_ft"), strict=True):
+        own = [s["matrix"][i][i] for i in range(len(tasks))]
+        rows.append([f"seq_ft seed {seed}", *[
+            f"{x:.1f} ({'pass' if x >= g['threshold'] else 'FAIL'})"
+            for x, g in zip(own, gate, strict=True)]])  # fmt: skip
+    return plots.markdown_table(["", *tasks], rows)
+
+
 def cell_table(cells: Cells) -> list[str]:
     """Every cell's wall time, the load average (1 min) before and after, and where its base came
     from (trained in the cell, or copied from another cell of the seed)."""
@@ -229,6 +249,9 @@ def render(cells: Cells) -> list[str]:
             "instances' mean selection coefficients) and how much the tasks' selections overlap:",
             ""]  # fmt: skip
     out += selection_tables(cells)
+    out += ["", "The learnability gate: each task's score right after its own training (seq_ft) "
+            "against twice its chance level, or 20 for free-form answers:", ""]  # fmt: skip
+    out += gate_table(cells)
     out += ["", "The base model every approach starts from (per seed):", ""]
     out += base_table(cells, APPROACHES, "No base record.")
     out += ["", "Cells (wall time, load average before and after, the base's origin):", ""]

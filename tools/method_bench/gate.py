@@ -10,11 +10,15 @@ the chance of its actual mix.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from jaxlvlm.data.builtin.domains import COLOUR_NAMES
 from jaxlvlm.data.builtin.registry import make_records
 from jaxlvlm.data.builtin.scenes import SHAPE_NAMES
+from jaxlvlm.federated.flower.protocol import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FREE_FORM_THRESHOLD = 20.0
 # Families whose answers are free-form (a box, a caption, characters, an arithmetic result): no
@@ -77,3 +81,27 @@ def thresholds(eval_sources: Sequence[dict], image_size: int) -> dict[str, dict]
         threshold = FREE_FORM_THRESHOLD if chance is None else 2.0 * chance
         out[spec["task"]] = {"chance": chance, "threshold": threshold}
     return out
+
+
+def task_spec(task: str) -> dict:
+    """The builtin family and domain of a stream task name ('counting-noisy')."""
+    family, _, domain = task.partition("-")
+    return {"type": "builtin", "family": family, "domain": domain or "plain", "task": task}
+
+
+def cell_gate(command: Sequence[str], tasks: Sequence[str]) -> list[dict]:
+    """The gate of each task [T] of a continual cell, from its recorded jaxlvlm.main command.
+
+    The tasks come from the cell's record, not the config file as it stands now (a stream whose
+    families were replaced after the check still reads its old cells right); the number of test
+    samples, their seed and wording, and the image size are the cell's config's.
+    """
+    spec = command[list(command).index("--config") + 1]
+    config = load_config(os.path.join(ROOT, spec))  # relative to the repository, not the cwd
+    shared = {k: config.data.eval_sources[0].get(k) for k in ("num", "seed", "wording")}
+    specs = [
+        {**task_spec(t), "split": "test", **{k: v for k, v in shared.items() if v is not None}}
+        for t in tasks
+    ]
+    gate = thresholds(specs, config.model.vision.image_size)
+    return [gate[t] for t in tasks]

@@ -26,8 +26,7 @@ import shutil
 
 import numpy as np
 
-from jaxlvlm.federated.flower.protocol import load_config
-from tools.method_bench.gate import thresholds
+from tools.method_bench.gate import cell_gate
 
 BUDGET_S = 10_800
 TASK_PHASES, EVALS, CELLS, BASES = 216, 189, 54, 9
@@ -36,12 +35,6 @@ TASK_PHASES, EVALS, CELLS, BASES = 216, 189, 54, 9
 def _read(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
-
-
-def task_spec(task: str) -> dict:
-    """The builtin family and domain of a stream task name ('counting-noisy')."""
-    family, _, domain = task.partition("-")
-    return {"type": "builtin", "family": family, "domain": domain or "plain", "task": task}
 
 
 def stream_sizing(cell_dir: str) -> dict:
@@ -60,21 +53,11 @@ def stream_sizing(cell_dir: str) -> dict:
     c = float(cell["wall_s"]) - inside
     s = (BUDGET_S - EVALS * e - CELLS * c - BASES * b) / (TASK_PHASES * t)
     matrix = np.asarray(summary["matrix"], np.float64)
-    command = cell["command"]
-    config = load_config(command[command.index("--config") + 1])
-    # The tasks come from the record, not the config file as it stands now (a stream whose
-    # families were replaced after the check still reads its old cells right); the number of
-    # test samples, their seed and wording are the cell's config's.
-    shared = {k: config.data.eval_sources[0].get(k) for k in ("num", "seed", "wording")}
-    specs = [
-        {**task_spec(task), "split": "test", **{k: v for k, v in shared.items() if v is not None}}
-        for task in summary["tasks"]
-    ]
-    gate = thresholds(specs, config.model.vision.image_size)
+    gate = cell_gate(cell["command"], summary["tasks"])
     return {
         "tasks": summary["tasks"],
         "own_score": [float(matrix[i, i]) for i in range(len(summary["tasks"]))],
-        "gate": [gate[task] for task in summary["tasks"]],
+        "gate": gate,
         "steps": int(next(iter(phases.values()))["steps"]),
         "t": t, "e": e, "c": c, "b": b, "S": s,
         "cell_wall_s": float(cell["wall_s"]),
