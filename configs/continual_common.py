@@ -107,9 +107,7 @@ def stream_config(
     c.data.global_batch_size = 32
     c.data.eval_batch_size = 60
     c.data.buckets = (96,)
-    c.data.max_images = (
-        2  # digit_pair (a base or stream family) shows two images in half its samples
-    )
+    c.data.max_images = 2  # digit_pair shows two images in half its samples
     use_small_builtin_model(c)
     c.model.vision_feature_layer = -1
     c.train.steps = a.steps

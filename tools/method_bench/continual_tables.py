@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 
 from jaxlvlm.eval import plots
-from tools.method_bench.gate import cell_gate
+from tools.method_bench.gate import cell_gate, verdict
 from tools.method_bench.tables_common import (
     Cells,
     base_table,
@@ -207,7 +207,7 @@ def gate_table(cells: Cells) -> list[str]:
     for seed, s in zip(cells.seeds("seq_ft"), cells.summaries("seq_ft"), strict=True):
         own = [s["matrix"][i][i] for i in range(len(tasks))]
         rows.append([f"seq_ft seed {seed}", *[
-            f"{x:.1f} ({'pass' if x >= g['threshold'] else 'FAIL'})"
+            f"{x:.1f} ({verdict(x, g)})"
             for x, g in zip(own, gate, strict=True)]])  # fmt: skip
     return plots.markdown_table(["", *tasks], rows)
 

@@ -83,6 +83,11 @@ def thresholds(eval_sources: Sequence[dict], image_size: int) -> dict[str, dict]
     return out
 
 
+def verdict(score: float, gate: dict) -> str:
+    """'pass' when a task's score after its own training reaches its threshold, else 'FAIL'."""
+    return "pass" if score >= gate["threshold"] else "FAIL"
+
+
 def task_spec(task: str) -> dict:
     """The builtin family and domain of a stream task name ('counting-noisy')."""
     family, _, domain = task.partition("-")

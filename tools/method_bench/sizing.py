@@ -26,7 +26,7 @@ import shutil
 
 import numpy as np
 
-from tools.method_bench.gate import cell_gate
+from tools.method_bench.gate import cell_gate, verdict
 
 BUDGET_S = 10_800
 TASK_PHASES, EVALS, CELLS, BASES = 216, 189, 54, 9
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cell_wall_s']:.0f} s, load {r['load'][0]:.1f}-{r['load'][1]:.1f}):")  # fmt: skip
         print(f"  score after its own training: {scores}")
         verdicts = ", ".join(
-            f"{n} {'pass' if x >= g['threshold'] else 'FAIL'} ({x:.1f} vs {g['threshold']:.1f}"
+            f"{n} {verdict(x, g)} ({x:.1f} vs {g['threshold']:.1f}"
             + (f", chance {g['chance']:.1f})" if g["chance"] is not None else ", free-form)")
             for n, x, g in zip(r["tasks"], r["own_score"], r["gate"], strict=True)
         )
