@@ -78,3 +78,48 @@ def test_the_reversed_order_takes_the_domain_streams_base_of_the_same_seed(tmp_p
         assert json.load(f)["tag"] == "order1 seed 1"
     # Other comparisons never look outside themselves.
     assert bench.share_base(COMPARISONS["continual_capability"], out, "seq_ft", 0) == ([], None)
+
+
+def _fake_finished(workdir, tag):
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump({"tag": tag}, f)
+    with open(os.path.join(workdir, "cell.json"), "w") as f:
+        json.dump({"tag": tag, "commit": "abc"}, f)
+
+
+def test_cells_collected_in_a_committed_tree_count_as_finished(tmp_path):
+    out, committed = str(tmp_path / "runs"), str(tmp_path / "committed")
+    lifelong = COMPARISONS["lifelong"]
+    # Nothing finished anywhere: a dry run lists the command, a dependent cell refuses to start.
+    assert bench.run_cell(lifelong, "joint", 0, out, dry_run=True, finished_in=committed)["dry_run"]
+    with pytest.raises(RuntimeError, match="needs cell joint of the same seed first"):
+        bench.run_cell(lifelong, "random", 0, out, finished_in=committed)
+    # The joint cell of seed 0 was collected in an earlier session: it is finished, and the cells
+    # that need it may run; seed 1's joint cell was not.
+    _fake_finished(bench.cell_dir(committed, "lifelong", "joint", 0), "earlier session")
+    rec = bench.run_cell(lifelong, "joint", 0, out, finished_in=committed)
+    assert rec["skipped"] and rec["tag"] == "earlier session"
+    assert rec["finished_at"] == bench.cell_dir(committed, "lifelong", "joint", 0)
+    random_cell = bench.run_cell(lifelong, "random", 0, out, dry_run=True, finished_in=committed)
+    assert random_cell["dry_run"]
+    assert bench.finished_record(lifelong, "joint", 1, out, committed) is None
+    # Without --finished_in the committed tree is not looked at.
+    assert bench.finished_record(lifelong, "joint", 0, out) is None
+    # A cell finished in this session's runs is found there first.
+    _fake_finished(bench.cell_dir(out, "lifelong", "joint", 0), "this session")
+    assert bench.finished_record(lifelong, "joint", 0, out, committed)["tag"] == "this session"
+    # A summary without its record is not a benchmark cell: said, not skipped silently.
+    os.remove(os.path.join(bench.cell_dir(committed, "lifelong", "joint", 0), "cell.json"))
+    with pytest.raises(FileNotFoundError, match="no cell.json"):
+        bench.finished_record(lifelong, "joint", 0, str(tmp_path / "empty"), committed)
+
+
+def test_the_command_line_reports_cells_finished_in_the_committed_tree(tmp_path, capsys):
+    out, committed = str(tmp_path / "runs"), str(tmp_path / "committed")
+    _fake_finished(bench.cell_dir(committed, "lifelong", "joint", 2), "earlier session")
+    bench.main(["--comparison", "lifelong", "--out", out, "--seeds", "2",
+                "--cells", "joint,random", "--finished_in", committed, "--dry_run"])  # fmt: skip
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(first)["skipped"] is True
+    assert "approach=random" in json.loads(second) and "--config.seed=2" in json.loads(second)

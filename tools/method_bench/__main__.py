@@ -1,7 +1,7 @@
 """Runs every cell of a method comparison, resumably (docs/benchmark.md).
 
     python -m tools.method_bench --comparison lifelong --out runs/bench [--seeds 0,1,2]
-        [--cells adapt_inf,random] [--dry_run]
+        [--cells adapt_inf,random] [--finished_in docs/method_runs/bench] [--dry_run]
 
 Each cell is its own process (``python -m jaxlvlm.main``), its log in <cell>/run.log. A cell whose
 summary.json exists is finished and not rerun; an interrupted one resumes from its checkpoints
@@ -9,6 +9,12 @@ when run again (the runners resume). Beside the summary, cell.json records the c
 commit, the wall time and the machine's load average before and after, so a reader can tell a
 quiet run from a loaded one. Cells run in the order of the comparison, seed by seed; the base
 model is trained by the first cell of a seed and copied into the others (cells.Comparison.shared).
+
+A run does not outlive its session, and a new session may start on a fresh machine without the
+run directories. ``--finished_in`` names a committed tree of collected cells (collect.py's
+destination): a cell collected there counts as finished too, so a comparison spread over sessions
+resumes from what was committed. Such a cell's base is not there (only its records are), so the
+next cell of that seed trains the base again from the same seed.
 """
 
 from __future__ import annotations
@@ -80,18 +86,48 @@ def share_base(comp: Comparison, out: str, cell: str, seed: int) -> tuple[list[s
     return copied, None
 
 
-def run_cell(comp: Comparison, cell: str, seed: int, out: str, dry_run: bool = False) -> dict:
-    """Runs one cell unless finished; returns its cell.json record."""
+def finished_record(
+    comp: Comparison, cell: str, seed: int, out: str, finished_in: str | None = None
+) -> dict | None:
+    """The cell.json record of a finished cell (its summary.json exists in ``out`` or, collected,
+    in ``finished_in``) with ``skipped`` and where it was found; None if the cell has not
+    finished."""
+    for root in (out, finished_in):
+        if not root:
+            continue
+        workdir = cell_dir(root, comp.name, cell, seed)
+        if os.path.exists(os.path.join(workdir, "summary.json")):
+            record_path = os.path.join(workdir, "cell.json")
+            if not os.path.exists(record_path):
+                raise FileNotFoundError(
+                    f"{workdir} has a summary.json but no cell.json: not a method_bench cell; "
+                    "move it away or delete it to rerun the cell"
+                )
+            with open(record_path) as f:
+                return {**json.load(f), "skipped": True, "finished_at": workdir}
+    return None
+
+
+def run_cell(
+    comp: Comparison,
+    cell: str,
+    seed: int,
+    out: str,
+    dry_run: bool = False,
+    finished_in: str | None = None,
+) -> dict:
+    """Runs one cell unless finished (in ``out`` or collected in ``finished_in``); returns its
+    cell.json record."""
     workdir = cell_dir(out, comp.name, cell, seed)
     record_path = os.path.join(workdir, "cell.json")
     cmd = command(comp, cell, seed, out)
-    if os.path.exists(os.path.join(workdir, "summary.json")):
-        with open(record_path) as f:
-            return {**json.load(f), "skipped": True}
+    done = finished_record(comp, cell, seed, out, finished_in)
+    if done is not None:
+        return done
     if dry_run:
         return {"command": cmd, "dry_run": True}
     for dep in comp.cell(cell).after:
-        if not os.path.exists(os.path.join(cell_dir(out, comp.name, dep, seed), "summary.json")):
+        if finished_record(comp, dep, seed, out, finished_in) is None:
             raise RuntimeError(f"cell {cell} seed {seed} needs cell {dep} of the same seed first")
     copied, copied_from = share_base(comp, out, cell, seed)
     os.makedirs(workdir, exist_ok=True)
@@ -131,6 +167,12 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--out", required=True, help="root of the runs (one workdir per cell)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
+    p.add_argument(
+        "--finished_in",
+        default=None,
+        help="a committed tree of collected cells (e.g. docs/method_runs/bench): cells there are "
+        "finished and not rerun",
+    )
     p.add_argument("--dry_run", action="store_true", help="print the commands only")
     a = p.parse_args(argv)
     comp = COMPARISONS[a.comparison]
@@ -140,9 +182,10 @@ def main(argv=None) -> list[dict]:
     records = []
     for seed in (int(s) for s in a.seeds.split(",")):
         for cell in cells:
-            r = run_cell(comp, cell, seed, a.out, a.dry_run)
-            print(json.dumps({k: r.get(k) for k in ("cell", "seed", "wall_s", "skipped")}
-                             if not a.dry_run else " ".join(r["command"])), flush=True)  # fmt: skip
+            r = run_cell(comp, cell, seed, a.out, a.dry_run, a.finished_in)
+            keys = ("cell", "seed", "wall_s", "skipped", "finished_at")
+            line = " ".join(r["command"]) if r.get("dry_run") else {k: r.get(k) for k in keys}
+            print(json.dumps(line), flush=True)
             records.append(r)
     return records
 
