@@ -32,6 +32,7 @@ from tools.method_bench.tables_common import (
     fmt_range,
     fmt_seeds,
     paired_claim,
+    seeds_label,
 )
 
 COMPARISONS = (
@@ -133,7 +134,7 @@ def matrix_tables(cells: Cells) -> list[str]:
         if bases:
             rows.append(["(base)", *[f"{v:.1f}" for v in np.mean(bases, axis=0)]])
         rows += [[t, *[f"{v:.1f}" for v in mean[i]]] for i, t in enumerate(tasks)]
-        out += [f"{a} ({len(sums)} seeds):", ""]
+        out += [f"{a} ({seeds_label(len(sums))}):", ""]
         out += plots.markdown_table(["after \\ on", *tasks], rows) + [""]
     return out[:-1] if out else ["No stream cell."]
 

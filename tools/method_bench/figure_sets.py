@@ -9,7 +9,7 @@ import numpy as np
 from jaxlvlm.eval import plots
 from tools.method_bench import continual_tables, cotbal_tables, lifelong_tables, pilot_tables
 from tools.method_bench.figures import Figure, accuracy_matrices, final_scores, matrix_figure
-from tools.method_bench.tables_common import Cells
+from tools.method_bench.tables_common import Cells, seeds_label
 
 
 def _lifelong(cells: Cells) -> list[Figure]:
@@ -40,7 +40,7 @@ def _cotbal(cells: Cells) -> list[Figure]:
         figs.append(Figure("weights", "task weights (CoTBal static, others the last step's)", draw))
     Cs = [np.asarray(s["cotbal"]["C"], np.float64) for s in cells.summaries("cotbal")]
     if Cs:
-        title = f"CoTBal's contribution matrix C[i, j] ({len(Cs)} seeds)"
+        title = f"CoTBal's contribution matrix C[i, j] ({seeds_label(len(Cs))})"
         figs.append(matrix_figure("contribution", title, np.mean(Cs, axis=0), tasks, tasks,
                                   xlabel="helped task j", ylabel="probe task i"))  # fmt: skip
     return figs

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from jaxlvlm.eval import plots
-from tools.method_bench.tables_common import Cells
+from tools.method_bench.tables_common import Cells, seeds_label
 
 FIGURES_DIR = "figures"
 
@@ -65,7 +65,7 @@ def accuracy_matrices(cells: Cells, approaches: Sequence[str]) -> list[Figure]:
             continue
         mean = np.mean(mats, axis=0)
         steps = [f"after {i + 1}" for i in range(mean.shape[0])]
-        title = f"{a}: accuracy matrix ({len(mats)} seeds)"
+        title = f"{a}: accuracy matrix ({seeds_label(len(mats))})"
         out.append(matrix_figure(f"matrix_{a}", title, mean, steps, tasks,
                                  xlabel="evaluated task", ylabel="training step", fmt="{:.0f}"))  # fmt: skip
     return out

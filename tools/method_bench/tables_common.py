@@ -87,6 +87,11 @@ def fmt_interval(iv: Interval, digits: int = 1) -> str:
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def seeds_label(n: int) -> str:
+    """'1 seed' / 'n seeds'."""
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def fmt_seeds(values: Sequence[float], digits: int = 1) -> str:
     """A metric over seeds: 'mean ± half width' (95% t) from two seeds on; one seed: 'x (1 seed)'."""
     v = [float(x) for x in values]
