@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 
 import psutil
@@ -93,6 +94,12 @@ class LocalFederation:
             [os.path.abspath(root), *filter(None, [self.env.get("PYTHONPATH")])]
         )
         self.env["FLWR_HOME"] = os.path.join(self.workdir, "flwr_home")
+        # Flower's commands (flower-superlink, flwr, and the app processes they start) are this
+        # interpreter's console scripts: found even when its environment is not activated (a
+        # venv's python run by path), and never another installation's earlier on PATH.
+        self.env["PATH"] = os.pathsep.join(
+            [sysconfig.get_path("scripts"), *filter(None, [self.env.get("PATH")])]
+        )
         self.port = free_port()
         self.procs: dict[str, subprocess.Popen] = {}
         self.runs = 0
