@@ -20,6 +20,7 @@ FIGURES = {
     "step_profile": "tools.bench.step_profile",
     "step_profile_table": "tools.bench.step_profile_table",
     "layouts": "tools.bench.layouts",
+    "gemm_shapes": "tools.bench.gemm_shapes",
 }
 
 
