@@ -4,6 +4,8 @@ process.
 
 python -m tools.bench gemm_shapes [--config small] [--rounds 5] [--iters 5]
     [--out bench_results/gemm_shapes.json]
+python -m tools.bench gemm_shapes --render 'bench_results/gemm_shapes/run*.json' [--write]
+    (the BENCHMARKS block: medians and ranges over the valid runs)
 
 Why: in the step's profile the dots' thunk times overlap (XLA runs the weight-gradient dots
 asynchronously), so per-dot rates read there are not the dots' own. Here each dot runs alone, so
@@ -29,6 +31,9 @@ run above the tool's limit is marked invalid (tools/bench/quiet.py).
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -37,6 +42,10 @@ import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, write_json
 from tools.bench.quiet import OthersMonitor, validity
+from tools.method_bench.readme_blocks import write_block
+
+TOOL = "python -m tools.bench gemm_shapes --render"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # lax.dot_general dimension numbers per form, operands stored as the step stores them.
 _DIMS = {
@@ -216,14 +225,94 @@ def per_step(rows: list[dict]) -> dict:
     return total
 
 
+def _mid(values: list[float], fmt: str) -> str:
+    """'median [min-max]' of ``values`` (the value alone for one)."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def _group(name: str) -> str:
+    return "attention" if name.startswith("attention") else "projections"
+
+
+def table(payloads: list[tuple[str, dict]]) -> list[str]:
+    """The BENCHMARKS block of several runs' JSON ((path, payload)): per dot the rates as median
+    [min-max] over the valid runs, then the per-step sums per group and in all."""
+    valid = [(p, d) for p, d in payloads if not d["invalid"]]
+    lines = [f"`{payloads[0][1]['config']}`, {len(valid)} valid runs of {len(payloads)} "
+             f"({', '.join(os.path.basename(p) for p, _ in valid)}); load average "
+             f"{min(d['quiet']['load_before'][0] for _, d in valid):.1f}-"
+             f"{max(d['quiet']['load_after'][0] for _, d in valid):.1f}, other processes at most "
+             f"{max(d['quiet']['others_share'] for _, d in valid):.1%} of the CPU:", "",
+             "| dot | form | shape (batch x m x k x n) | per step | XLA GFLOP/s | XLA via NN "
+             "GFLOP/s | PyTorch GFLOP/s | PyTorch time / XLA time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for i, r in enumerate(valid[0][1]["rows"]):
+        runs = [d["rows"][i] for _, d in valid]
+        via = [x["jax via NN GFLOP/s"] for x in runs if "jax via NN GFLOP/s" in x]
+        lines.append(
+            f"| {r['name']} | {r['form']} | {r['batch']} x {r['m']} x {r['k']} x {r['n']} | "
+            f"{r['count']} | {_mid([x['jax GFLOP/s'] for x in runs], '{:.0f}')} | "
+            f"{_mid(via, '{:.0f}') if via else '-'} | "
+            f"{_mid([x['torch GFLOP/s'] for x in runs], '{:.0f}')} | "
+            f"{_mid([x['torch / jax time'] for x in runs], '{:.2f}')} |"
+        )
+    lines += ["", "Milliseconds per train step in these dots (each dot's time x how often the step "
+              "runs it; median [min-max] over the runs):", "",
+              "| dots | GFLOP per step | XLA | XLA, faster form per dot | PyTorch |",
+              "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for group in ("projections", "attention", "all"):
+        sums = {"jax": [], "best": [], "torch": []}
+        for _, d in valid:
+            rows = [x for x in d["rows"] if group == "all" or _group(x["name"]) == group]
+            total = per_step(rows)
+            sums["jax"].append(total["jax"])
+            sums["best"].append(total["jax best form"])
+            sums["torch"].append(total["torch"])
+        gflop = sum(x["count"] * x["gflop"] for x in valid[0][1]["rows"]
+                    if group == "all" or _group(x["name"]) == group)  # fmt: skip
+        lines.append(f"| {group} | {gflop:.0f} | {_mid(sums['jax'], '{:.0f}')} | "
+                     f"{_mid(sums['best'], '{:.0f}')} | {_mid(sums['torch'], '{:.0f}')} |")  # fmt: skip
+    invalid = [f"{os.path.basename(p)}: {'; '.join(d['invalid'])}" for p, d in payloads
+               if d["invalid"]]  # fmt: skip
+    if invalid:
+        lines += ["", "Runs marked invalid by the tool (not in the figures above): "
+                  + ", ".join(invalid) + "."]  # fmt: skip
+    return lines
+
+
+def render(pattern: str, write: bool, file: str) -> list[str]:
+    paths = sorted(glob.glob(pattern))
+    if not paths:
+        raise FileNotFoundError(f"no run JSON matches {pattern!r}: run the benchmark first")
+    payloads = []
+    for path in paths:
+        with open(path) as f:
+            payloads.append((path, json.load(f)))
+    if all(d["invalid"] for _, d in payloads):
+        raise ValueError(f"every run of {pattern!r} is marked invalid: nothing to report")
+    lines = table(payloads)
+    print("\n".join(lines))
+    if write:
+        write_block(file, "gemm-shapes", lines, tool=TOOL)
+    return lines
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
+    p.add_argument("--render", default="", help="print (and --write) the block of runs' JSON")
+    p.add_argument("--write", action="store_true", help="with --render: replace BENCHMARKS' block")
+    p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
     p.add_argument("--config", default="small", choices=sorted(BENCH_CONFIGS))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
     p.add_argument("--out", default="bench_results/gemm_shapes.json")
     args = p.parse_args(argv)
+    if args.render:
+        return {"lines": render(args.render, args.write, args.file)}
     if args.torch_threads:
         import torch
 

@@ -2,6 +2,8 @@
 
 python -m tools.bench xla_cpu_flags --config small [--rounds 3] [--iters 6]
     [--flags "default;--xla_cpu_use_onednn=true;..."] [--out bench_results/xla_cpu_flags.json]
+python -m tools.bench xla_cpu_flags --render bench_results/xla_cpu_flags_threads.json
+    --block xla-cpu-flags-threads [--write]   (that run's table as a BENCHMARKS block)
 
 XLA reads XLA_FLAGS once per process, so every flag set runs in a fresh process on the same saved
 model and batch (tools/bench/hf_reference.py). Rounds interleave the flag sets (round 1: every
@@ -24,6 +26,14 @@ import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, write_json
 from tools.bench.quiet import OthersMonitor
+from tools.method_bench.readme_blocks import write_block
+
+TOOL = "python -m tools.bench xla_cpu_flags --render"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the adoption rule of BENCHMARKS' plan: a flag set must be at least this much faster ...
+ADOPT_SPEEDUP = 1.05
+# ... and its first losses within this of the default's.
+ADOPT_LOSS_DIFF = 1e-5
 
 DEFAULT_FLAG_SETS = (
     "default",
@@ -68,6 +78,51 @@ def _run_set(flags: str, model_dir: str, batch_path: str, iters: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _range(row: dict) -> tuple[float, float]:
+    low, high = row["range_s"].split("-")
+    return float(low), float(high)
+
+
+def verdict(row: dict, default: dict) -> str:
+    """The plan's rule for one flag set against the default's row: 'adopt' only when its median
+    step is at least 5% faster, its range over the rounds does not overlap the default's and its
+    first losses are within 1e-5; otherwise what failed."""
+    if "error" in row:
+        return "did not run"
+    failed = []
+    if row["vs_default"] < ADOPT_SPEEDUP:
+        failed.append("slower than the default" if row["vs_default"] < 1 else "under 5% faster")
+    (low, high), (default_low, default_high) = _range(row), _range(default)
+    if low <= default_high and high >= default_low:
+        failed.append("ranges overlap")  # (a range wholly above the default's is "slower")
+    if row["max_loss_diff"] > ADOPT_LOSS_DIFF:
+        failed.append(f"losses differ by {row['max_loss_diff']:.1e}")
+    return "adopt" if not failed else "no: " + ", ".join(failed)
+
+
+def table(payload: dict, name: str) -> list[str]:
+    """A run's BENCHMARKS block: per flag set the median step [range over rounds], its speed
+    against the default, its first losses' largest difference and the plan's verdict."""
+    quiet = payload["quiet"]
+    default = next(r for r in payload["rows"] if r["flags"] == "default")
+    lines = [f"`{payload['config']}`, {payload['rounds']} rounds of {payload['iters']} steps "
+             f"({name}, {payload.get('time', 'time not recorded')}); load average "
+             f"{quiet['load_before'][0]:.1f} before and {quiet['load_after'][0]:.1f} after, other "
+             f"processes {quiet['others_share']:.1%} of the CPU:", "",
+             "| flags | step s, median [range over rounds] | speed vs default | tokens/s | "
+             "largest first-loss difference | rule (>= 5% faster, ranges apart, losses 1e-5) |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in payload["rows"]:
+        if "error" in r:
+            lines.append(f"| `{r['flags']}` | - | - | - | - | did not run: {r['error']} |")
+            continue
+        rule = "(the reference)" if r is default else verdict(r, default)
+        lines.append(f"| `{r['flags']}` | {r['step_s']:.3f} [{r['range_s']}] | "
+                     f"{r['vs_default']:.3f}x | {r['tok_s']:.0f} | {r['max_loss_diff']:.1e} | "
+                     f"{rule} |")  # fmt: skip
+    return lines
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="small", choices=sorted(BENCH_CONFIGS))
@@ -76,7 +131,18 @@ def main(argv=None) -> dict:
     p.add_argument("--flags", default=";".join(DEFAULT_FLAG_SETS), help="';'-separated sets")
     p.add_argument("--out", default="bench_results/xla_cpu_flags.json")
     p.add_argument("--worker", nargs=2, metavar=("MODEL_DIR", "BATCH"))
+    p.add_argument("--render", default="", help="a run's JSON: print (and --write) its block")
+    p.add_argument("--block", default="xla-cpu-flags", help="with --render: the block's name")
+    p.add_argument("--write", action="store_true", help="with --render: replace BENCHMARKS' block")
+    p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = p.parse_args(argv)
+    if a.render:
+        with open(a.render) as f:
+            lines = table(json.load(f), os.path.basename(a.render))
+        print("\n".join(lines))
+        if a.write:
+            write_block(a.file, a.block, lines, tool=TOOL)
+        return {"lines": lines}
     if a.worker:
         print(json.dumps(worker(*a.worker, a.iters)))
         return {}
