@@ -18,12 +18,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: make `tools` importable
 
-from tools.method_bench import cotbal_tables, lifelong_tables, pilot_tables  # noqa: E402
+from tools.method_bench import claims_summary, cotbal_tables, lifelong_tables, pilot_tables  # noqa: E402
 from tools.method_bench.collect import collect  # noqa: E402
 from tools.method_bench.continual_tables import RENDERERS as CONTINUAL_RENDERERS  # noqa: E402
 from tools.method_bench.figure_sets import FIGURES  # noqa: E402
 from tools.method_bench.figures import figure_path, link_lines  # noqa: E402
-from tools.method_bench.readme_blocks import replace_block  # noqa: E402
+from tools.method_bench.readme_blocks import markers, replace_block  # noqa: E402
 from tools.method_bench.tables_common import Cells  # noqa: E402
 
 RENDERERS = {
@@ -33,17 +33,20 @@ RENDERERS = {
     "pilot_mixed": pilot_tables.render,
 }
 RENDERERS.update(CONTINUAL_RENDERERS)  # the four continual streams, one block each
+SUMMARY = "claims"  # the block of every comparison's claims and verdicts (claims_summary.py)
 
 
 def render_readme(root: str, text: str, readme_dir: str = ROOT) -> str:
     """``text`` with every comparison present under ``root`` rendered into its block (tables, then
-    links to its figures)."""
+    links to its figures), and the claims summary into block ``claims`` where the text has one."""
     for name, render in RENDERERS.items():
         if os.path.isdir(os.path.join(root, name)):
             cells = Cells(root, name)
             figs = FIGURES[name](cells) if name in FIGURES else []
             lines = render(cells) + link_lines(root, name, figs, readme_dir)
             text = replace_block(text, name, lines)
+    if markers(SUMMARY)[0] in text:
+        text = replace_block(text, SUMMARY, claims_summary.render(root))
     return text
 
 

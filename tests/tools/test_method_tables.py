@@ -140,3 +140,32 @@ def test_figures_are_drawn_linked_and_checked(tmp_path):
     assert method_tables.main([dest, "--readme", str(readme), "--check"]) == 0
     os.remove(os.path.join(figures, drawn[0]))  # a linked figure is missing: the check fails
     assert method_tables.main([dest, "--readme", str(readme), "--check"]) == 1
+
+
+def test_the_claims_summary_carries_each_comparisons_verdicts(tmp_path):
+    from tools.method_bench.claims_summary import render as summary
+
+    runs, dest = _tree(tmp_path)
+    collect(runs, dest, "lifelong")
+    lines = summary(dest)
+    row = next(x for x in lines if x.startswith("| Adapt-∞ | lifelong stream | 1. "))
+    assert row.endswith("| **shown** |") and "Adapt-∞ > random (final ACC)" in row
+    assert not any("| 2. " in x for x in lines)  # no scorer cells: claim 2 is not decided
+    readme = tmp_path / "README.md"
+    begin, end = markers("lifelong")
+    sbegin, send = markers("claims")
+    readme.write_text(f"# x\n\n{sbegin}\n{send}\n\n{begin}\nold\n{end}\n")
+    assert method_tables.main([dest, "--readme", str(readme), "--check"]) == 1
+    assert method_tables.main([dest, "--readme", str(readme)]) == 0
+    assert row in readme.read_text()
+
+
+def test_table_rows_inverts_markdown_tables_and_refuses_ragged_rows():
+    from jaxlvlm.eval.plots import markdown_table
+    from tools.method_bench.claims_summary import table_rows
+
+    rows = [["1", "a > b", "2.0 ± 1.0", "shown"], ["2", "a > c", "0.1 ± 3.0", "not separated"]]
+    assert table_rows(markdown_table(["n", "claim", "diff", "verdict"], rows)) == rows
+    assert table_rows(["No claim is decided yet."]) == []
+    with pytest.raises(ValueError, match="has 3 cells"):
+        table_rows(["| a | b |", "|---|---|", "| 1 | 2 | 3 |"])
