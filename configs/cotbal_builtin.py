@@ -8,7 +8,8 @@ Colon arguments: test, scenario, steps (final runs), probe_steps (0: the paper's
 > 0: fixed steps), num (train samples per task), eval_num, val_num (the probes' validation),
 weightings ('+'-separated from ew, tla, dwa, rlw, cotbal; empty with stl=true: the references only),
 stl (train single-task references for dI/dE; in the transfer scenario at equal total steps and at
-equal per-task exposure), cotbal_file (skip the probes), tau, base_steps, base_eval_every.
+equal per-task exposure), cotbal_file (skip the probes), tau, base_steps, base_eval_every,
+probe_max_ratio (a probe's step cap as a fraction of the final run's steps; 0.5 by default).
 The text-only task (arithmetic) keeps weight 1, as ShareGPT does in the paper.
 
 Scenarios:
@@ -85,6 +86,7 @@ def get_config(arg: str | None = None):
         tau=0.5,
         base_steps=-1,  # -1: the scenario's (from_scratch 0, transfer 600 as a cap)
         base_eval_every=100,
+        probe_max_ratio=0.5,
     )
     tasks = _tasks(a.scenario)
     transfer = a.scenario == "transfer"
@@ -127,9 +129,9 @@ def get_config(arg: str | None = None):
     c.method.large_min_samples = 0
     # Probes: at least 100 steps (the paper's floor), then until the probe's validation score on its
     # own task stops improving (checked every 50 steps, 2 checks of patience), at most half the
-    # final run's steps.
+    # final run's steps (probe_max_ratio; the benchmark's second CoTBal scenario allows the whole run).
     c.method.probe_min_steps = 100
-    c.method.probe_max_steps_ratio = 0.5
+    c.method.probe_max_steps_ratio = a.probe_max_ratio
     c.method.probe_eval_every = 50
     c.method.probe_patience = 2
     c.method.val_sources = _specs(tasks, "val", a.val_num, **fixed)

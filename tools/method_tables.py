@@ -29,6 +29,7 @@ from tools.method_bench.tables_common import Cells  # noqa: E402
 RENDERERS = {
     "lifelong": lifelong_tables.render,
     "cotbal": cotbal_tables.render,
+    "cotbal_long_probes": cotbal_tables.render,
     "pilot_multimodal": pilot_tables.render,
     "pilot_mixed": pilot_tables.render,
 }

@@ -81,3 +81,12 @@ def test_bad_probe_settings_are_refused_with_the_key():
     c.method.probe_steps = -1
     with pytest.raises(ConfigError, match="probe_steps"):
         settings_from(MultitaskSettings, c.method)
+
+
+def test_the_config_sets_the_probe_cap_the_benchmark_scenario_asks_for():
+    for arg, cap in (("scenario=transfer,steps=300", 150), ("scenario=transfer,steps=300,"
+                     "probe_max_ratio=1.0", 300)):  # fmt: skip
+        s = settings_from(MultitaskSettings, cotbal_builtin.get_config(arg).method)
+        stop = probe_early_stop("digits", ("digits", "counting"), s, final_steps=300)
+        rising = [{"digits": x, "counting": 0.0} for x in (0.1, 0.2, 0.3)]
+        assert not stop(cap - 50, rising) and stop(cap, rising)  # stops at the cap, not before

@@ -102,6 +102,20 @@ COMPARISONS = {
             ),
             shared=BASE_SHARED,
         ),
+        # The second CoTBal scenario (docs/benchmark.md, note of 2026-12-07): probes up to the whole
+        # final run and 300 validation samples per task, so the probe check can pass; only the cells
+        # its claims read (EW, CoTBal, the references).
+        Comparison(
+            name="cotbal_long_probes",
+            config="configs/cotbal_builtin.py",
+            args="scenario=transfer,steps=300,eval_num=300,val_num=300,probe_max_ratio=1.0",
+            cells=(
+                Cell("ew", "weightings=ew"),
+                Cell("cotbal", "weightings=cotbal"),
+                Cell("stl", "weightings=,stl=true"),
+            ),
+            shared=BASE_SHARED,
+        ),
         *(
             Comparison(
                 name=f"continual_{stream}",

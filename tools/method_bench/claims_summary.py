@@ -19,7 +19,8 @@ ClaimsFn = Callable[[Cells], tuple[list[str], list[str]]]
 
 # (README block, method, scenario, claims function), in the README's order.
 COMPARISONS: tuple[tuple[str, str, str, ClaimsFn], ...] = (
-    ("cotbal", "CoTBal", "four tasks with known transfer", cotbal_tables.claims),
+    ("cotbal", "CoTBal", "five tasks with known transfer", cotbal_tables.claims),
+    ("cotbal_long_probes", "CoTBal", "the same, probes up to the whole run", cotbal_tables.claims),
     ("continual_domain", "Continual LLaVA", "domain stream", continual_tables.claims),
     ("continual_domain_order1", "Continual LLaVA", "domain stream, reversed order",
      continual_tables.claims),

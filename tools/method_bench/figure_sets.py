@@ -70,6 +70,7 @@ def _pilot(cells: Cells) -> list[Figure]:
 FIGURES = {
     "lifelong": _lifelong,
     "cotbal": _cotbal,
+    "cotbal_long_probes": _cotbal,
     "pilot_multimodal": _pilot,
     "pilot_mixed": _pilot,
     **{name: _continual for name in continual_tables.RENDERERS},
