@@ -59,6 +59,16 @@ _JOINT = "joint_summary={out}/lifelong/joint/seed{seed}/summary.json"
 # gate's sizing cell.
 
 
+def _cotbal(name: str, probe_args: str, weightings: tuple[str, ...]) -> Comparison:
+    """A CoTBal comparison on the transfer scenario: one cell per weighting, 'stl' the single-task
+    references at both budgets; ``probe_args`` sizes the probes' validation and step cap."""
+    cells = tuple(
+        Cell(w, "weightings=,stl=true" if w == "stl" else f"weightings={w}") for w in weightings
+    )
+    args = f"scenario=transfer,steps=300,eval_num=300,{probe_args}"
+    return Comparison(name, "configs/cotbal_builtin.py", args, cells, shared=BASE_SHARED)
+
+
 def _continual(stream: str) -> str:
     steps = STREAM_STEPS_PER_TASK[stream]
     return f"steps={steps},eval_num=300,base_steps=800,base_eval_every=100"
@@ -88,34 +98,11 @@ COMPARISONS = {
             ),
             shared=BASE_SHARED,
         ),
-        Comparison(
-            name="cotbal",
-            config="configs/cotbal_builtin.py",
-            args="scenario=transfer,steps=300,eval_num=300,val_num=100",
-            cells=(
-                Cell("ew", "weightings=ew"),
-                Cell("cotbal", "weightings=cotbal"),
-                Cell("tla", "weightings=tla"),
-                Cell("dwa", "weightings=dwa"),
-                Cell("rlw", "weightings=rlw"),
-                Cell("stl", "weightings=,stl=true"),  # the references at both budgets
-            ),
-            shared=BASE_SHARED,
-        ),
+        _cotbal("cotbal", "val_num=100", ("ew", "cotbal", "tla", "dwa", "rlw", "stl")),
         # The second CoTBal scenario (docs/benchmark.md, note of 2026-12-07): probes up to the whole
         # final run and 300 validation samples per task, so the probe check can pass; only the cells
         # its claims read (EW, CoTBal, the references).
-        Comparison(
-            name="cotbal_long_probes",
-            config="configs/cotbal_builtin.py",
-            args="scenario=transfer,steps=300,eval_num=300,val_num=300,probe_max_ratio=1.0",
-            cells=(
-                Cell("ew", "weightings=ew"),
-                Cell("cotbal", "weightings=cotbal"),
-                Cell("stl", "weightings=,stl=true"),
-            ),
-            shared=BASE_SHARED,
-        ),
+        _cotbal("cotbal_long_probes", "val_num=300,probe_max_ratio=1.0", ("ew", "cotbal", "stl")),
         *(
             Comparison(
                 name=f"continual_{stream}",
