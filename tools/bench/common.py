@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+# The repository root (where BENCHMARKS.md and bench_results/ live).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # Bench models: LLaVA (CLIP ViT + Llama) sizes. Batch/sequence chosen so one step is 0.05-10 s on a
 # 2-core CPU. 'small' is the target config of issue 9 (tens of millions of parameters).
 BENCH_CONFIGS: dict[str, dict[str, Any]] = {

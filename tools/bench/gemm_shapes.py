@@ -40,12 +40,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tools.bench.common import BENCH_CONFIGS, print_table, write_json
+from tools.bench.common import BENCH_CONFIGS, ROOT, print_table, write_json
 from tools.bench.quiet import OthersMonitor, validity
 from tools.method_bench.readme_blocks import write_block
+from tools.method_bench.tables_common import fmt_range
 
 TOOL = "python -m tools.bench gemm_shapes --render"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # lax.dot_general dimension numbers per form, operands stored as the step stores them.
 _DIMS = {
@@ -225,14 +225,6 @@ def per_step(rows: list[dict]) -> dict:
     return total
 
 
-def _mid(values: list[float], fmt: str) -> str:
-    """'median [min-max]' of ``values`` (the value alone for one)."""
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt.format(med)
-    return f"{fmt.format(med)} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
-
-
 def _group(name: str) -> str:
     return "attention" if name.startswith("attention") else "projections"
 
@@ -254,10 +246,10 @@ def table(payloads: list[tuple[str, dict]]) -> list[str]:
         via = [x["jax via NN GFLOP/s"] for x in runs if "jax via NN GFLOP/s" in x]
         lines.append(
             f"| {r['name']} | {r['form']} | {r['batch']} x {r['m']} x {r['k']} x {r['n']} | "
-            f"{r['count']} | {_mid([x['jax GFLOP/s'] for x in runs], '{:.0f}')} | "
-            f"{_mid(via, '{:.0f}') if via else '-'} | "
-            f"{_mid([x['torch GFLOP/s'] for x in runs], '{:.0f}')} | "
-            f"{_mid([x['torch / jax time'] for x in runs], '{:.2f}')} |"
+            f"{r['count']} | {fmt_range([x['jax GFLOP/s'] for x in runs], '{:.0f}')} | "
+            f"{fmt_range(via, '{:.0f}') if via else '-'} | "
+            f"{fmt_range([x['torch GFLOP/s'] for x in runs], '{:.0f}')} | "
+            f"{fmt_range([x['torch / jax time'] for x in runs], '{:.2f}')} |"
         )
     lines += ["", "Milliseconds per train step in these dots (each dot's time x how often the step "
               "runs it; median [min-max] over the runs):", "",
@@ -273,8 +265,8 @@ def table(payloads: list[tuple[str, dict]]) -> list[str]:
             sums["torch"].append(total["torch"])
         gflop = sum(x["count"] * x["gflop"] for x in valid[0][1]["rows"]
                     if group == "all" or _group(x["name"]) == group)  # fmt: skip
-        lines.append(f"| {group} | {gflop:.0f} | {_mid(sums['jax'], '{:.0f}')} | "
-                     f"{_mid(sums['best'], '{:.0f}')} | {_mid(sums['torch'], '{:.0f}')} |")  # fmt: skip
+        lines.append(f"| {group} | {gflop:.0f} | {fmt_range(sums['jax'], '{:.0f}')} | "
+                     f"{fmt_range(sums['best'], '{:.0f}')} | {fmt_range(sums['torch'], '{:.0f}')} |")  # fmt: skip
     invalid = [f"{os.path.basename(p)}: {'; '.join(d['invalid'])}" for p, d in payloads
                if d["invalid"]]  # fmt: skip
     if invalid:

@@ -31,12 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from tools.bench.common import BENCH_CONFIGS, machine_info, print_table, write_json
+from tools.bench.common import BENCH_CONFIGS, ROOT, machine_info, print_table, write_json
 from tools.bench.quiet import OthersMonitor, validity
 from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench layouts --render"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _MASKED = -1e30
 

@@ -14,10 +14,10 @@ import json
 import os
 import sys
 
+from tools.bench.common import ROOT
 from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench step_profile_table"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def table(res: dict, top: int = 12) -> list[str]:

@@ -17,10 +17,10 @@ import sys
 
 import numpy as np
 
+from tools.bench.common import ROOT
 from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench train_step_table"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _range(values, fmt: str) -> str:

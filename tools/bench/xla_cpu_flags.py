@@ -24,12 +24,11 @@ import tempfile
 
 import numpy as np
 
-from tools.bench.common import BENCH_CONFIGS, print_table, write_json
+from tools.bench.common import BENCH_CONFIGS, ROOT, print_table, write_json
 from tools.bench.quiet import OthersMonitor
 from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench xla_cpu_flags --render"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # the adoption rule of BENCHMARKS' plan: a flag set must be at least this much faster ...
 ADOPT_SPEEDUP = 1.05
 # ... and its first losses within this of the default's.
