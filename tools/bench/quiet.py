@@ -13,6 +13,8 @@ import dataclasses
 import os
 import time
 
+from tools.bench.host import cpu_identity
+
 # A run is valid only if other processes used at most this share of the machine's CPU time and
 # the hypervisor stole at most STEAL_MAX; and each side's per-iteration times spread (max - min
 # over median) at most SPREAD_MAX.
@@ -86,23 +88,19 @@ def validity(monitor: dict, spreads: dict[str, float]) -> list[str]:
     return why
 
 
-def theoretical_fp32_peak() -> dict:
-    """The machine's fp32 FMA peak from /proc/cpuinfo: cores x nominal MHz x SIMD lanes x 2 FMA
-    pipes x 2 FLOPs. The nominal clock is what the VM reports; turbo can exceed it, so a measured
-    rate above this figure means the cores ran faster than nominal."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
+def theoretical_fp32_peak(cpuinfo: str | None = None) -> dict:
+    """The machine's fp32 FMA peak from /proc/cpuinfo (``cpuinfo``: its text, read when None):
+    cores x nominal MHz x fp32 lanes per FMA pipe x 2 FMA pipes x 2 FLOPs, the lanes from the pipe
+    width (``host.fma_datapath_bits``: 256 on Zen 4 even with AVX-512). The nominal clock is what
+    the VM reports; turbo can exceed it, so a measured rate above this figure means the cores ran
+    faster than nominal."""
+    cpu = cpu_identity(cpuinfo)
+    if not cpu:
         return {}
-    mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
-    flags = next(
-        (line.split(":")[1].split() for line in text.splitlines() if line.startswith("flags")), []
-    )
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "avx" in flags else 4
+    lanes = cpu["fma_datapath_bits"] // 32
     cores = os.cpu_count() or 1
-    mhz_v = max(mhz) if mhz else float("nan")
+    mhz = cpu["mhz"]
     return {
-        "flops": cores * mhz_v * 1e6 * lanes * 2 * 2,
-        "basis": f"{cores} cores x {mhz_v:.0f} MHz x {lanes} fp32 lanes x 2 FMA pipes x 2 FLOPs",
+        "flops": cores * mhz * 1e6 * lanes * 2 * 2,
+        "basis": f"{cores} cores x {mhz:.0f} MHz x {lanes} fp32 lanes x 2 FMA pipes x 2 FLOPs",
     }

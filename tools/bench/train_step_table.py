@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from tools.bench.common import ROOT
+from tools.bench.host import one_host
 from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench train_step_table"
@@ -34,6 +35,7 @@ def table(paths: list[str]) -> list[str]:
     for p in sorted(paths):
         with open(p) as f:
             runs.append((os.path.basename(p), json.load(f)))
+    host = one_host(runs)
     configs = list(dict.fromkeys(r["config"] for _, run in runs for r in run["rows"]))
     lines = [
         "| config | valid runs | jaxlvlm tok/s | PyTorch tok/s | ratio (PyTorch time / jaxlvlm time) "
@@ -76,6 +78,8 @@ def table(paths: list[str]) -> list[str]:
         )  # fmt: skip
         + ".",
     ]
+    if host != "host not recorded":
+        lines += ["", f"Host: {host}."]
     if invalid:
         lines += ["", "Runs marked invalid by the tool (not in the figures above):", "", *invalid]
     return lines
@@ -92,7 +96,11 @@ def main(argv=None) -> int:
     if not paths:
         print(f"no files match {a.paths}")
         return 2
-    lines = table(paths)
+    try:
+        lines = table(paths)
+    except ValueError as e:
+        print(e)
+        return 2
     print("\n".join(lines))
     if a.write:
         write_block(a.file, a.block, lines, tool=TOOL)

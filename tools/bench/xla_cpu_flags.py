@@ -25,6 +25,7 @@ import tempfile
 import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, ROOT, print_table, write_json
+from tools.bench.host import host_key
 from tools.bench.quiet import OthersMonitor
 from tools.method_bench.readme_blocks import write_block
 
@@ -104,7 +105,9 @@ def table(payload: dict, name: str) -> list[str]:
     against the default, its first losses' largest difference and the plan's verdict."""
     quiet = payload["quiet"]
     default = next(r for r in payload["rows"] if r["flags"] == "default")
-    lines = [f"`{payload['config']}`, {payload['rounds']} rounds of {payload['iters']} steps "
+    host = host_key(payload)
+    on = "" if host == "host not recorded" else f" on {host}"
+    lines = [f"`{payload['config']}`{on}, {payload['rounds']} rounds of {payload['iters']} steps "
              f"({name}, {payload.get('time', 'time not recorded')}); load average "
              f"{quiet['load_before'][0]:.1f} before and {quiet['load_after'][0]:.1f} after, other "
              f"processes {quiet['others_share']:.1%} of the CPU:", "",
