@@ -50,10 +50,11 @@ def test_dot_fusions_get_their_flops_and_rate_and_others_their_op_mix():
 
 def test_benchmarks_holds_the_generated_profile_blocks():
     text = open(os.path.join(ROOT, "BENCHMARKS.md")).read()
-    # before issue 19's matmul layouts, and the current code
+    # before issue 19's matmul layouts, and the current code on the AVX2 and the Zen 4 hosts
     for block, name in (
         ("step-profile", "small.json"),
         ("step-profile-layouts", "small_layouts.json"),
+        ("step-profile-zen4", "small_zen4.json"),
     ):
         with open(os.path.join(ROOT, "bench_results", "step_profile", name)) as f:
             want = "\n".join(T.table(json.load(f)))

@@ -32,12 +32,19 @@ def test_a_flag_is_adopted_only_when_faster_apart_and_exact(row, want):
     assert verdict(row, DEFAULT) == want
 
 
-def test_benchmarks_holds_the_generated_threads_block():
+@pytest.mark.parametrize(
+    "block, name",
+    [("xla-cpu-flags-threads", "xla_cpu_flags_threads.json"),
+     ("xla-cpu-flags-zen4-width", "xla_cpu_flags_zen4_width.json")],
+)  # fmt: skip
+def test_benchmarks_holds_the_generated_flag_blocks(block, name):
     from tools.method_bench.readme_blocks import markers
 
-    path = os.path.join(ROOT, "bench_results", "xla_cpu_flags_threads.json")
+    path = os.path.join(ROOT, "bench_results", name)
     with open(path) as f:
         want = "\n".join(table(json.load(f), os.path.basename(path)))
     text = open(os.path.join(ROOT, "BENCHMARKS.md")).read()
-    begin, end = markers("xla-cpu-flags-threads", TOOL)
-    assert f"{begin}\n{want}\n{end}" in text, "rerun tools.bench xla_cpu_flags --render ... --write"
+    begin, end = markers(block, TOOL)
+    assert f"{begin}\n{want}\n{end}" in text, (
+        f"rerun tools.bench xla_cpu_flags --render ... --block {block} --write"
+    )

@@ -15,6 +15,7 @@ import os
 import sys
 
 from tools.bench.common import ROOT
+from tools.bench.host import host_key
 from tools.method_bench.readme_blocks import write_block
 
 TOOL = "python -m tools.bench step_profile_table"
@@ -22,8 +23,10 @@ TOOL = "python -m tools.bench step_profile_table"
 
 def table(res: dict, top: int = 12) -> list[str]:
     j, t, h = res["jax"], res["torch"], res["jax"]["hlo"]
+    host = host_key(res)
+    on = "" if host == "host not recorded" else f" on {host}"
     lines = [
-        f"`{res['config']}`, {res['iters']} profiled steps, load average {res['load_before'][0]:.1f}"
+        f"`{res['config']}`{on}, {res['iters']} profiled steps, load average {res['load_before'][0]:.1f}"
         f" before and {res['load_after'][0]:.1f} after ({res.get('time', '')}):",
         "",
         "| framework | ops per step (ms) | matmul work (ms) | the rest (ms) |",
