@@ -126,6 +126,9 @@ class RuntimeConfig:
     remat_vision: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs)
     remat_text: str = "none"
     attention_backend: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention on GPU)
+    # 'xla' causal attention in this many query blocks, each against its key prefix only (exact;
+    # models/attention.py: causal_query_blocks). 1 = unblocked.
+    attention_query_blocks: int = 1
 
 
 def _from_dict(cls, d: dict[str, Any] | None):

@@ -21,6 +21,7 @@ FIGURES = {
     "step_profile_table": "tools.bench.step_profile_table",
     "layouts": "tools.bench.layouts",
     "gemm_shapes": "tools.bench.gemm_shapes",
+    "step_ab": "tools.bench.step_ab",
 }
 
 

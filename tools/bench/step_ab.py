@@ -1,0 +1,178 @@
+"""Which RuntimeConfig choices make jaxlvlm's whole train step faster, and do they change its results?
+
+python -m tools.bench step_ab --config small [--rounds 5] [--iters 3]
+    --variants "attention_query_blocks=1;attention_query_blocks=4" [--out bench_results/step_ab.json]
+python -m tools.bench step_ab --render bench_results/step_ab_query_blocks.json
+    --block step-ab-query-blocks [--write]   (that run's table as a BENCHMARKS block)
+
+Every variant is jaxlvlm's real jitted step (tools/bench/train_step.py: jax_train_step) on the same
+saved model and batch, built in one process with RuntimeConfig overrides ('name=value' pairs joined
+by ','; the first variant is the reference). Rounds interleave the variants (round 1: every variant,
+then round 2: ...), so machine noise hits each alike. Per variant: the median of its rounds' median
+step times with the range, its speed against the reference, in how many rounds it beat the reference
+(paired within the round), and the largest difference of its first three losses from the
+reference's. Unlike XLA flags, runtime options can share a process, so they are compared that way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from tools.bench.common import BENCH_CONFIGS, ROOT, print_table, write_json
+from tools.bench.host import host_key
+from tools.bench.quiet import OthersMonitor
+from tools.method_bench.readme_blocks import write_block
+
+TOOL = "python -m tools.bench step_ab --render"
+# The adoption rule of BENCHMARKS' plan for an exact change (same arithmetic, less work): a variant
+# becomes the default when its median step is at least this much faster than the reference's ...
+ADOPT_SPEEDUP = 1.02
+# ... it beats the reference in at least this share of the rounds (paired within each round) ...
+ADOPT_ROUND_WINS = 0.8
+# ... and its first losses are within this of the reference's.
+ADOPT_LOSS_DIFF = 1e-5
+
+
+def parse_variant(text: str) -> dict:
+    """'attention_query_blocks=4,remat_text=dots' -> {'attention_query_blocks': 4, ...}; 'default'
+    or '' -> {}. Values are Python literals where they parse as one, strings otherwise."""
+    overrides = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part or part == "default":
+            continue
+        if "=" not in part:
+            raise ValueError(f"variant part '{part}' is not name=value (in '{text}')")
+        name, value = (x.strip() for x in part.split("=", 1))
+        try:
+            overrides[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[name] = value
+    return overrides
+
+
+def verdict(row: dict) -> str:
+    """The plan's rule for one variant against the reference: 'adopt' only when at least 2% faster
+    by median, faster in at least 80% of the rounds and its first losses within 1e-5."""
+    failed = []
+    if row["vs_reference"] < ADOPT_SPEEDUP:
+        failed.append("slower than the reference" if row["vs_reference"] < 1 else "under 2% faster")
+    if row["round_wins"] < ADOPT_ROUND_WINS * row["rounds"]:
+        failed.append(f"faster in {row['round_wins']} of {row['rounds']} rounds")
+    if row["max_loss_diff"] > ADOPT_LOSS_DIFF:
+        failed.append(f"losses differ by {row['max_loss_diff']:.1e}")
+    return "adopt" if not failed else "no: " + ", ".join(failed)
+
+
+def rows_of(variants: list[str], rounds: list[dict[str, float]], losses: dict, tokens: int):
+    """Per variant: median [range] of the per-round medians, speed and round wins against the
+    first variant, tokens/s, the largest first-loss difference from the first variant's."""
+    ref = variants[0]
+    ref_step = float(np.median([r[ref] for r in rounds]))
+    rows = []
+    for v in variants:
+        meds = [r[v] for r in rounds]
+        step = float(np.median(meds))
+        rows.append({
+            "variant": v,
+            "step_s": step,
+            "range_s": f"{min(meds):.3f}-{max(meds):.3f}",
+            "vs_reference": ref_step / step,
+            "round_wins": sum(r[v] < r[ref] for r in rounds),
+            "rounds": len(rounds),
+            "tok_s": tokens / step,
+            "max_loss_diff": float(np.max(np.abs(np.asarray(losses[v]) - losses[ref]))),
+        })  # fmt: skip
+    return rows
+
+
+def table(payload: dict, name: str) -> list[str]:
+    """A run's BENCHMARKS block: per variant the median step [range over rounds], its speed and
+    round wins against the reference, its first losses' largest difference and the verdict."""
+    quiet = payload["quiet"]
+    host = host_key(payload)
+    on = "" if host == "host not recorded" else f" on {host}"
+    lines = [f"`{payload['config']}`{on}, {payload['rounds']} rounds of {payload['iters']} steps "
+             f"({name}, {payload.get('time', 'time not recorded')}); load average "
+             f"{quiet['load_before'][0]:.1f} before and {quiet['load_after'][0]:.1f} after, other "
+             f"processes {quiet['others_share']:.1%} of the CPU:", "",
+             "| variant | step s, median [range over rounds] | speed vs reference | rounds faster "
+             "| tokens/s | largest first-loss difference | rule (>= 2% faster, >= 80% of rounds, "
+             "losses 1e-5) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for i, r in enumerate(payload["rows"]):
+        rule = "(the reference)" if i == 0 else verdict(r)
+        wins = "-" if i == 0 else f"{r['round_wins']} of {r['rounds']}"
+        lines.append(f"| `{r['variant']}` | {r['step_s']:.3f} [{r['range_s']}] | "
+                     f"{r['vs_reference']:.3f}x | {wins} | {r['tok_s']:.0f} | "
+                     f"{r['max_loss_diff']:.1e} | {rule} |")  # fmt: skip
+    return lines
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", default="small", choices=sorted(BENCH_CONFIGS))
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument(
+        "--variants", default="default", help="';'-separated, the first is the reference"
+    )
+    p.add_argument("--out", default="bench_results/step_ab.json")
+    p.add_argument("--render", default="", help="a run's JSON: print (and --write) its block")
+    p.add_argument("--block", default="step-ab", help="with --render: the block's name")
+    p.add_argument("--write", action="store_true", help="with --render: replace BENCHMARKS' block")
+    p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    a = p.parse_args(argv)
+    if a.render:
+        with open(a.render) as f:
+            lines = table(json.load(f), os.path.basename(a.render))
+        print("\n".join(lines))
+        if a.write:
+            write_block(a.file, a.block, lines, tool=TOOL)
+        return {"lines": lines}
+    from tools.bench.hf_reference import build_torch_llava, make_inputs, save_torch_llava
+    from tools.bench.train_step import jax_batch, jax_train_step
+
+    variants = [v.strip() for v in a.variants.split(";") if v.strip()]
+    overrides = {v: parse_variant(v) for v in variants}  # bad text fails before any work
+    cfg = BENCH_CONFIGS[a.config]
+    batch = jax_batch(make_inputs(cfg))
+    runs, losses = {}, {}
+    with tempfile.TemporaryDirectory() as d:
+        save_torch_llava(build_torch_llava(cfg), d)
+        for v in variants:
+            run, _, _, first, _ = jax_train_step(d, batch, overrides[v])
+            runs[v] = run
+            losses[v] = [first] + [float(run()) for _ in range(2)]
+    rounds: list[dict[str, float]] = []
+    with OthersMonitor() as monitor:
+        for _ in range(a.rounds):
+            this = {}
+            for v in variants:
+                runs[v]()  # one untimed step: the variant's buffers and code back in cache
+                times = []
+                for _ in range(a.iters):
+                    t0 = time.perf_counter()
+                    runs[v]()
+                    times.append(time.perf_counter() - t0)
+                this[v] = float(np.median(times))
+            rounds.append(this)
+    rows = rows_of(variants, rounds, losses, cfg["batch"] * cfg["seq"])
+    print_table(rows, ["variant", "step_s", "range_s", "vs_reference", "round_wins", "tok_s",
+                       "max_loss_diff"])  # fmt: skip
+    payload = {"config": a.config, "rounds": a.rounds, "iters": a.iters, "rows": rows,
+               "per_round_s": rounds, "first_losses": losses, "quiet": monitor.result(),
+               "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
+    write_json(a.out, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
