@@ -2,7 +2,7 @@
 
 import pytest
 
-from tools.bench.step_ab import parse_variant, rows_of, table, verdict
+from tools.bench.step_ab import paired_speedup, parse_variant, rows_of, table, verdict
 
 
 def test_variants_parse_to_runtime_overrides():
@@ -44,12 +44,31 @@ def test_a_variant_is_adopted_only_when_faster_in_most_rounds_and_exact(change, 
     assert verdict(row) == want
 
 
+def test_the_paired_rule_asks_the_bootstrap_interval_to_clear_one():
+    ref = [2.0, 2.4, 2.1, 2.3, 2.0, 2.2]
+    steady = [x / 1.04 for x in ref]  # 4% faster in every round, however noisy the rounds
+    mean, low, high = paired_speedup(ref, steady)
+    assert (
+        mean == pytest.approx(1.04) and low == pytest.approx(1.04) and high == pytest.approx(1.04)
+    )
+    mixed = [1.9, 2.5, 2.0, 2.4, 1.9, 2.3]  # as often slower as faster
+    _, low, high = paired_speedup(ref, mixed)
+    assert low < 1.0 < high
+    row = {"vs_reference": 1.04, "round_wins": 6, "rounds": 6, "max_loss_diff": 0.0}
+    assert verdict(row | {"paired_ci": [1.01, 1.07]}, "paired") == "adopt"
+    assert verdict(row | {"paired_ci": [0.99, 1.07]}, "paired") == "no: paired interval reaches 1"
+
+
 def test_the_block_names_host_rounds_and_verdicts():
     rows = rows_of(["a", "b"], ROUNDS, {"a": [9.0], "b": [9.0]}, 2048)
     payload = {"config": "small", "rounds": 4, "iters": 3, "rows": rows, "time": "t",
+               "per_round_s": ROUNDS, "first_losses": {"a": [9.0], "b": [9.0]},
                "quiet": {"load_before": [1.0], "load_after": [1.5], "others_share": 0.003},
                "machine": {"cpu": {"key": "Some CPU (family 25, model 17), AVX-512"}}}  # fmt: skip
     lines = table(payload, "x.json")
     assert lines[0].startswith("`small` on Some CPU (family 25, model 17), AVX-512, 4 rounds")
-    assert lines[-2].startswith("| `a` | 2.000 [1.900-2.100] | 1.000x | - |")
-    assert lines[-1].endswith("| 3 of 4 | 1064 | 0.0e+00 | no: faster in 3 of 4 rounds |")
+    assert lines[-2].startswith("| `a` | 2.000 [1.900-2.100] | 1.000x | - | - |")
+    assert "| 3 of 4 | 1.039x [" in lines[-1]
+    assert lines[-1].endswith("| 1064 | 0.0e+00 | no: faster in 3 of 4 rounds |")
+    paired = table(payload | {"rule": "paired"}, "x.json")
+    assert "paired interval above 1" in paired[2] and "paired interval reaches 1" in paired[-1]

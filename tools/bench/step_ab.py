@@ -37,8 +37,22 @@ TOOL = "python -m tools.bench step_ab --render"
 ADOPT_SPEEDUP = 1.02
 # ... it beats the reference in at least this share of the rounds (paired within each round) ...
 ADOPT_ROUND_WINS = 0.8
-# ... and its first losses are within this of the reference's.
+# ... and its first losses are within this of the reference's. The 'paired' rule (for step-to-step
+# noise as large as the effect, where 80% round wins is out of reach even for a real gain) asks
+# instead that the 95% bootstrap interval of the per-round paired speed-up lie above 1.
 ADOPT_LOSS_DIFF = 1e-5
+RULES = ("wins", "paired")
+BOOTSTRAP_SAMPLES = 2000
+
+
+def paired_speedup(ref: list[float], var: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """Geometric mean over rounds of ref / var step time, and its 95% bootstrap interval (rounds
+    resampled with replacement, seeded)."""
+    logs = np.log(np.asarray(ref)) - np.log(np.asarray(var))
+    rng = np.random.default_rng(seed)
+    boots = rng.choice(logs, size=(BOOTSTRAP_SAMPLES, len(logs)), replace=True).mean(axis=1)
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return float(np.exp(logs.mean())), float(np.exp(low)), float(np.exp(high))
 
 
 def parse_variant(text: str) -> dict:
@@ -58,14 +72,17 @@ def parse_variant(text: str) -> dict:
     return overrides
 
 
-def verdict(row: dict) -> str:
+def verdict(row: dict, rule: str = "wins") -> str:
     """The plan's rule for one variant against the reference: 'adopt' only when at least 2% faster
-    by median, faster in at least 80% of the rounds and its first losses within 1e-5."""
+    by median, its first losses within 1e-5, and ('wins') faster in at least 80% of the rounds or
+    ('paired') the 95% interval of its paired speed-up above 1."""
     failed = []
     if row["vs_reference"] < ADOPT_SPEEDUP:
         failed.append("slower than the reference" if row["vs_reference"] < 1 else "under 2% faster")
-    if row["round_wins"] < ADOPT_ROUND_WINS * row["rounds"]:
+    if rule == "wins" and row["round_wins"] < ADOPT_ROUND_WINS * row["rounds"]:
         failed.append(f"faster in {row['round_wins']} of {row['rounds']} rounds")
+    if rule == "paired" and not row["paired_ci"][0] > 1.0:
+        failed.append("paired interval reaches 1")
     if row["max_loss_diff"] > ADOPT_LOSS_DIFF:
         failed.append(f"losses differ by {row['max_loss_diff']:.1e}")
     return "adopt" if not failed else "no: " + ", ".join(failed)
@@ -80,12 +97,15 @@ def rows_of(variants: list[str], rounds: list[dict[str, float]], losses: dict, t
     for v in variants:
         meds = [r[v] for r in rounds]
         step = float(np.median(meds))
+        paired, low, high = paired_speedup([r[ref] for r in rounds], meds)
         rows.append({
             "variant": v,
             "step_s": step,
             "range_s": f"{min(meds):.3f}-{max(meds):.3f}",
             "vs_reference": ref_step / step,
             "round_wins": sum(r[v] < r[ref] for r in rounds),
+            "paired_speedup": paired,
+            "paired_ci": [low, high],
             "rounds": len(rounds),
             "tok_s": tokens / step,
             "max_loss_diff": float(np.max(np.abs(np.asarray(losses[v]) - losses[ref]))),
@@ -97,22 +117,32 @@ def table(payload: dict, name: str) -> list[str]:
     """A run's BENCHMARKS block: per variant the median step [range over rounds], its speed and
     round wins against the reference, its first losses' largest difference and the verdict."""
     quiet = payload["quiet"]
+    rule = payload.get("rule", "wins")
+    if "per_round_s" in payload:  # the figures from the raw rounds, whatever version wrote the rows
+        rows = payload["rows"]
+        tokens = round(rows[0]["tok_s"] * rows[0]["step_s"])
+        variants = [r["variant"] for r in rows]
+        payload = dict(payload, rows=rows_of(variants, payload["per_round_s"],
+                                             payload["first_losses"], tokens))  # fmt: skip
     host = host_key(payload)
     on = "" if host == "host not recorded" else f" on {host}"
+    asks = ">= 80% of rounds" if rule == "wins" else "paired interval above 1"
     lines = [f"`{payload['config']}`{on}, {payload['rounds']} rounds of {payload['iters']} steps "
              f"({name}, {payload.get('time', 'time not recorded')}); load average "
              f"{quiet['load_before'][0]:.1f} before and {quiet['load_after'][0]:.1f} after, other "
              f"processes {quiet['others_share']:.1%} of the CPU:", "",
              "| variant | step s, median [range over rounds] | speed vs reference | rounds faster "
-             "| tokens/s | largest first-loss difference | rule (>= 2% faster, >= 80% of rounds, "
-             "losses 1e-5) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             "| paired speed-up [95% interval] | tokens/s | largest first-loss difference "
+             f"| rule (>= 2% faster, {asks}, losses 1e-5) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for i, r in enumerate(payload["rows"]):
-        rule = "(the reference)" if i == 0 else verdict(r)
+        verdict_text = "(the reference)" if i == 0 else verdict(r, rule)
         wins = "-" if i == 0 else f"{r['round_wins']} of {r['rounds']}"
+        low, high = r["paired_ci"]
+        paired = "-" if i == 0 else f"{r['paired_speedup']:.3f}x [{low:.3f}-{high:.3f}]"
         lines.append(f"| `{r['variant']}` | {r['step_s']:.3f} [{r['range_s']}] | "
-                     f"{r['vs_reference']:.3f}x | {wins} | {r['tok_s']:.0f} | "
-                     f"{r['max_loss_diff']:.1e} | {rule} |")  # fmt: skip
+                     f"{r['vs_reference']:.3f}x | {wins} | {paired} | {r['tok_s']:.0f} | "
+                     f"{r['max_loss_diff']:.1e} | {verdict_text} |")  # fmt: skip
     return lines
 
 
@@ -125,6 +155,7 @@ def main(argv=None) -> dict:
         "--variants", default="default", help="';'-separated, the first is the reference"
     )
     p.add_argument("--out", default="bench_results/step_ab.json")
+    p.add_argument("--rule", default="wins", choices=RULES, help="the adoption rule (verdict)")
     p.add_argument("--render", default="", help="a run's JSON: print (and --write) its block")
     p.add_argument("--block", default="step-ab", help="with --render: the block's name")
     p.add_argument("--write", action="store_true", help="with --render: replace BENCHMARKS' block")
@@ -168,6 +199,7 @@ def main(argv=None) -> dict:
     print_table(rows, ["variant", "step_s", "range_s", "vs_reference", "round_wins", "tok_s",
                        "max_loss_diff"])  # fmt: skip
     payload = {"config": a.config, "rounds": a.rounds, "iters": a.iters, "rows": rows,
+               "rule": a.rule,
                "per_round_s": rounds, "first_losses": losses, "quiet": monitor.result(),
                "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
     write_json(a.out, payload)
