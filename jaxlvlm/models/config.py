@@ -127,8 +127,10 @@ class RuntimeConfig:
     remat_text: str = "none"
     attention_backend: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention on GPU)
     # 'xla' causal attention in this many query blocks, each against its key prefix only (exact;
-    # models/attention.py: causal_query_blocks). 1 = unblocked.
-    attention_query_blocks: int = 1
+    # models/attention.py: causal_query_blocks). 1 = unblocked. 4 made the small CPU train step
+    # 1.043x faster, paired interval [1.011, 1.073] (BENCHMARKS.md, question 7); not measured on
+    # GPU or TPU, where it is the same arithmetic with fewer products.
+    attention_query_blocks: int = 4
 
 
 def _from_dict(cls, d: dict[str, Any] | None):

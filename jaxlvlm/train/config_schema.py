@@ -131,7 +131,7 @@ def base_config() -> ml_collections.ConfigDict:
             remat_vision="none",
             remat_text="none",
             attention_backend="xla",
-            attention_query_blocks=1,  # causal 'xla' attention per query block (exact)
+            attention_query_blocks=4,  # causal 'xla' attention per query block (exact; 1 = off)
         )
     )
 

@@ -1,8 +1,20 @@
 """tools/bench/step_ab.py: variant parsing, the paired per-round comparison and the adoption rule."""
 
+import json
+import os
+
 import pytest
 
-from tools.bench.step_ab import paired_speedup, parse_variant, rows_of, table, verdict
+from tools.bench.step_ab import (
+    ROOT,
+    TOOL,
+    paired_speedup,
+    parse_variant,
+    rows_of,
+    table,
+    verdict,
+)
+from tools.method_bench.readme_blocks import markers
 
 
 def test_variants_parse_to_runtime_overrides():
@@ -72,3 +84,19 @@ def test_the_block_names_host_rounds_and_verdicts():
     assert lines[-1].endswith("| 1064 | 0.0e+00 | no: faster in 3 of 4 rounds |")
     paired = table(payload | {"rule": "paired"}, "x.json")
     assert "paired interval above 1" in paired[2] and "paired interval reaches 1" in paired[-1]
+
+
+@pytest.mark.parametrize(
+    "block, name",
+    [("step-ab-query-blocks", "step_ab_query_blocks.json"),
+     ("step-ab-query-blocks-paired", "step_ab_query_blocks_paired.json")],
+)  # fmt: skip
+def test_benchmarks_holds_the_generated_step_ab_blocks(block, name):
+    path = os.path.join(ROOT, "bench_results", name)
+    with open(path) as f:
+        want = "\n".join(table(json.load(f), name))
+    text = open(os.path.join(ROOT, "BENCHMARKS.md")).read()
+    begin, end = markers(block, TOOL)
+    assert f"{begin}\n{want}\n{end}" in text, (
+        f"rerun tools.bench step_ab --render ... --block {block} --write"
+    )
