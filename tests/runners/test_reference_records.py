@@ -28,6 +28,14 @@ layouts (every Projection one 2-D matmul, attention as batched matmuls): every l
 stayed within the bounds above, and only 68 of the recorded aggregation weights moved, by up to
 7.2e-4 relative (they are normalised inverse distances between clients' LoRA updates after a few
 steps, i.e. differences of nearly equal vectors, which magnify a reassociated sum's last bits).
+On 2026-12-07 the federated record gained one config-fingerprint key,
+``runtime.attention_query_blocks`` (its values were not re-taken). On that day's host (an AMD Zen 4
+with AVX-512, where the record was written on an AVX2-only host) the federated case does not match:
+in round 0 client 0's third neighbour is client 5 instead of 7, whose aggregation weights were
+0.2046 and 0.2039 (a near tie that float rounding of the other kernels flips), and the later
+rounds' mean train CE moves by up to 6.3e-4 relative. That mismatch is already there at efff9cd,
+before the query blocks (and with ``attention_query_blocks=1``), and the base phase's losses agree
+to 1.5e-7; the record is kept as the AVX2 host wrote it.
 """
 
 from __future__ import annotations
