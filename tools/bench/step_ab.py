@@ -146,6 +146,32 @@ def table(payload: dict, name: str) -> list[str]:
     return lines
 
 
+def compare(runs: dict, losses: dict, config: str, rounds: int, iters: int, rule: str) -> dict:
+    """Times the built steps ``runs`` ({variant: run one step}, the first the reference) in
+    ``rounds`` interleaved rounds of ``iters`` steps and returns the result payload (rows, the
+    per-round medians, the first losses, the quiet-machine record)."""
+    variants = list(runs)
+    per_round: list[dict[str, float]] = []
+    with OthersMonitor() as monitor:
+        for _ in range(rounds):
+            this = {}
+            for v in variants:
+                runs[v]()  # one untimed step: the variant's buffers and code back in cache
+                times = []
+                for _ in range(iters):
+                    t0 = time.perf_counter()
+                    runs[v]()
+                    times.append(time.perf_counter() - t0)
+                this[v] = float(np.median(times))
+            per_round.append(this)
+    cfg = BENCH_CONFIGS[config]
+    rows = rows_of(variants, per_round, losses, cfg["batch"] * cfg["seq"])
+    print_table(rows, ["variant", "step_s", "range_s", "vs_reference", "round_wins", "tok_s",
+                       "max_loss_diff"])  # fmt: skip
+    return {"config": config, "rounds": rounds, "iters": iters, "rows": rows, "rule": rule,
+            "per_round_s": per_round, "first_losses": losses, "quiet": monitor.result()}  # fmt: skip
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="small", choices=sorted(BENCH_CONFIGS))
@@ -182,26 +208,8 @@ def main(argv=None) -> dict:
             run, _, _, first, _ = jax_train_step(d, batch, overrides[v])
             runs[v] = run
             losses[v] = [first] + [float(run()) for _ in range(2)]
-    rounds: list[dict[str, float]] = []
-    with OthersMonitor() as monitor:
-        for _ in range(a.rounds):
-            this = {}
-            for v in variants:
-                runs[v]()  # one untimed step: the variant's buffers and code back in cache
-                times = []
-                for _ in range(a.iters):
-                    t0 = time.perf_counter()
-                    runs[v]()
-                    times.append(time.perf_counter() - t0)
-                this[v] = float(np.median(times))
-            rounds.append(this)
-    rows = rows_of(variants, rounds, losses, cfg["batch"] * cfg["seq"])
-    print_table(rows, ["variant", "step_s", "range_s", "vs_reference", "round_wins", "tok_s",
-                       "max_loss_diff"])  # fmt: skip
-    payload = {"config": a.config, "rounds": a.rounds, "iters": a.iters, "rows": rows,
-               "rule": a.rule,
-               "per_round_s": rounds, "first_losses": losses, "quiet": monitor.result(),
-               "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
+    payload = compare(runs, losses, a.config, a.rounds, a.iters, a.rule)
+    payload["argv"] = argv if argv is not None else sys.argv[1:]
     write_json(a.out, payload)
     return payload
 
