@@ -1,12 +1,9 @@
 """tools/bench/step_ab.py: variant parsing, the paired per-round comparison and the adoption rule."""
 
-import json
-import os
-
 import pytest
 
+from tests.tools.rendered_blocks import assert_block_rendered
 from tools.bench.step_ab import (
-    ROOT,
     TOOL,
     paired_speedup,
     parse_variant,
@@ -14,7 +11,6 @@ from tools.bench.step_ab import (
     table,
     verdict,
 )
-from tools.method_bench.readme_blocks import markers
 
 
 def test_variants_parse_to_runtime_overrides():
@@ -92,11 +88,4 @@ def test_the_block_names_host_rounds_and_verdicts():
      ("step-ab-query-blocks-paired", "step_ab_query_blocks_paired.json")],
 )  # fmt: skip
 def test_benchmarks_holds_the_generated_step_ab_blocks(block, name):
-    path = os.path.join(ROOT, "bench_results", name)
-    with open(path) as f:
-        want = "\n".join(table(json.load(f), name))
-    text = open(os.path.join(ROOT, "BENCHMARKS.md")).read()
-    begin, end = markers(block, TOOL)
-    assert f"{begin}\n{want}\n{end}" in text, (
-        f"rerun tools.bench step_ab --render ... --block {block} --write"
-    )
+    assert_block_rendered(block, name, table, TOOL)

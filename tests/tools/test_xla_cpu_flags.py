@@ -1,11 +1,9 @@
 """tools/bench/xla_cpu_flags.py: the plan's adoption rule and the committed BENCHMARKS block."""
 
-import json
-import os
-
 import pytest
 
-from tools.bench.xla_cpu_flags import ROOT, TOOL, table, verdict
+from tests.tools.rendered_blocks import assert_block_rendered
+from tools.bench.xla_cpu_flags import TOOL, table, verdict
 
 DEFAULT = {"flags": "default", "step_s": 2.0, "range_s": "1.950-2.100", "vs_default": 1.0,
            "tok_s": 1000.0, "max_loss_diff": 0.0}  # fmt: skip
@@ -38,13 +36,4 @@ def test_a_flag_is_adopted_only_when_faster_apart_and_exact(row, want):
      ("xla-cpu-flags-zen4-width", "xla_cpu_flags_zen4_width.json")],
 )  # fmt: skip
 def test_benchmarks_holds_the_generated_flag_blocks(block, name):
-    from tools.method_bench.readme_blocks import markers
-
-    path = os.path.join(ROOT, "bench_results", name)
-    with open(path) as f:
-        want = "\n".join(table(json.load(f), os.path.basename(path)))
-    text = open(os.path.join(ROOT, "BENCHMARKS.md")).read()
-    begin, end = markers(block, TOOL)
-    assert f"{begin}\n{want}\n{end}" in text, (
-        f"rerun tools.bench xla_cpu_flags --render ... --block {block} --write"
-    )
+    assert_block_rendered(block, name, table, TOOL)

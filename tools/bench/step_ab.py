@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
-import os
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-from tools.bench.common import BENCH_CONFIGS, ROOT, print_table, write_json
+from tools.bench.common import BENCH_CONFIGS, print_table, write_json
 from tools.bench.host import host_key
 from tools.bench.quiet import OthersMonitor
-from tools.method_bench.readme_blocks import write_block
+from tools.bench.render_block import add_render_args, render
 
 TOOL = "python -m tools.bench step_ab --render"
 # The adoption rule of BENCHMARKS' plan for an exact change (same arithmetic, less work): a variant
@@ -182,18 +180,10 @@ def main(argv=None) -> dict:
     )
     p.add_argument("--out", default="bench_results/step_ab.json")
     p.add_argument("--rule", default="wins", choices=RULES, help="the adoption rule (verdict)")
-    p.add_argument("--render", default="", help="a run's JSON: print (and --write) its block")
-    p.add_argument("--block", default="step-ab", help="with --render: the block's name")
-    p.add_argument("--write", action="store_true", help="with --render: replace BENCHMARKS' block")
-    p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    add_render_args(p, "step-ab")
     a = p.parse_args(argv)
     if a.render:
-        with open(a.render) as f:
-            lines = table(json.load(f), os.path.basename(a.render))
-        print("\n".join(lines))
-        if a.write:
-            write_block(a.file, a.block, lines, tool=TOOL)
-        return {"lines": lines}
+        return render(a, table, TOOL)
     from tools.bench.hf_reference import build_torch_llava, make_inputs, save_torch_llava
     from tools.bench.train_step import jax_batch, jax_train_step
 

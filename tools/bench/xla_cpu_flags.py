@@ -24,10 +24,10 @@ import tempfile
 
 import numpy as np
 
-from tools.bench.common import BENCH_CONFIGS, ROOT, print_table, write_json
+from tools.bench.common import BENCH_CONFIGS, print_table, write_json
 from tools.bench.host import host_key
 from tools.bench.quiet import OthersMonitor
-from tools.method_bench.readme_blocks import write_block
+from tools.bench.render_block import add_render_args, render
 
 TOOL = "python -m tools.bench xla_cpu_flags --render"
 # the adoption rule of BENCHMARKS' plan: a flag set must be at least this much faster ...
@@ -133,18 +133,10 @@ def main(argv=None) -> dict:
     p.add_argument("--flags", default=";".join(DEFAULT_FLAG_SETS), help="';'-separated sets")
     p.add_argument("--out", default="bench_results/xla_cpu_flags.json")
     p.add_argument("--worker", nargs=2, metavar=("MODEL_DIR", "BATCH"))
-    p.add_argument("--render", default="", help="a run's JSON: print (and --write) its block")
-    p.add_argument("--block", default="xla-cpu-flags", help="with --render: the block's name")
-    p.add_argument("--write", action="store_true", help="with --render: replace BENCHMARKS' block")
-    p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    add_render_args(p, "xla-cpu-flags")
     a = p.parse_args(argv)
     if a.render:
-        with open(a.render) as f:
-            lines = table(json.load(f), os.path.basename(a.render))
-        print("\n".join(lines))
-        if a.write:
-            write_block(a.file, a.block, lines, tool=TOOL)
-        return {"lines": lines}
+        return render(a, table, TOOL)
     if a.worker:
         print(json.dumps(worker(*a.worker, a.iters)))
         return {}
