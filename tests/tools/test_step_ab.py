@@ -85,7 +85,8 @@ def test_the_block_names_host_rounds_and_verdicts():
 @pytest.mark.parametrize(
     "block, name",
     [("step-ab-query-blocks", "step_ab_query_blocks.json"),
-     ("step-ab-query-blocks-paired", "step_ab_query_blocks_paired.json")],
+     ("step-ab-query-blocks-paired", "step_ab_query_blocks_paired.json"),
+     ("step-ab-query-blocks-tiny", "step_ab_query_blocks_tiny.json")],
 )  # fmt: skip
 def test_benchmarks_holds_the_generated_step_ab_blocks(block, name):
     assert_block_rendered(block, name, table, TOOL)
