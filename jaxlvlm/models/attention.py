@@ -50,7 +50,10 @@ def attend(
             f"causal attention needs as many queries as keys, got {q.shape[1]} / {k.shape[1]}"
         )
     if query_blocks < 1:
-        raise ValueError(f"query_blocks must be at least 1, got {query_blocks}")
+        raise ValueError(
+            f"query_blocks must be at least 1, got {query_blocks}; set "
+            "runtime.attention_query_blocks to 1 (unblocked) or more"
+        )
     if backend == "xla":
         if causal and query_blocks > 1:
             return causal_query_blocks(q, k, v, key_mask, query_blocks)
