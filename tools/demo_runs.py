@@ -23,7 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tools.method_bench.readme_blocks import write_block  # noqa: E402
+from tools.method_bench.readme_blocks import show_block  # noqa: E402
 
 TOOL = "python tools/demo_runs.py render"
 DEFAULT_DIR = os.path.join(ROOT, "docs", "demo_runs", "query_blocks")
@@ -104,10 +104,7 @@ def main(argv=None) -> int:
             json.dump(record, f, indent=1)
         print(f"wrote {path}")
         return 0
-    lines = table(load(a.dir))
-    print("\n".join(lines))
-    if a.write:
-        write_block(a.file, a.block, lines, tool=TOOL)
+    show_block(table(load(a.dir)), a.write, a.file, a.block, TOOL)
     return 0
 
 

@@ -16,7 +16,7 @@ import sys
 
 from tools.bench.common import ROOT
 from tools.bench.host import host_key
-from tools.method_bench.readme_blocks import write_block
+from tools.method_bench.readme_blocks import show_block
 
 TOOL = "python -m tools.bench step_profile_table"
 
@@ -62,10 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--file", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = p.parse_args(argv)
     with open(a.path) as f:
-        lines = table(json.load(f))
-    print("\n".join(lines))
-    if a.write:
-        write_block(a.file, a.block, lines, tool=TOOL)
+        show_block(table(json.load(f)), a.write, a.file, a.block, TOOL)
     return 0
 
 

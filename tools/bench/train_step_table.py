@@ -19,7 +19,7 @@ import numpy as np
 
 from tools.bench.common import ROOT
 from tools.bench.host import one_host
-from tools.method_bench.readme_blocks import write_block
+from tools.method_bench.readme_blocks import show_block
 
 TOOL = "python -m tools.bench train_step_table"
 
@@ -101,9 +101,7 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(e)
         return 2
-    print("\n".join(lines))
-    if a.write:
-        write_block(a.file, a.block, lines, tool=TOOL)
+    show_block(lines, a.write, a.file, a.block, TOOL)
     return 0
 
 

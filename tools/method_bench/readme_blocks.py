@@ -28,3 +28,10 @@ def write_block(path: str, name: str, lines: list[str], tool: str = METHOD_TABLE
         text = f.read()
     with open(path, "w") as f:
         f.write(replace_block(text, name, lines, tool=tool))
+
+
+def show_block(lines: list[str], write: bool, path: str, name: str, tool: str) -> None:
+    """Prints a generated block and, with ``write``, puts it between its markers in ``path``."""
+    print("\n".join(lines))
+    if write:
+        write_block(path, name, lines, tool=tool)
