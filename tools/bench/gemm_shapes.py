@@ -41,7 +41,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, ROOT, print_table, write_json
-from tools.bench.host import one_host
+from tools.bench.host import on_host, one_host
 from tools.bench.quiet import OthersMonitor, validity
 from tools.method_bench.readme_blocks import write_block
 from tools.method_bench.tables_common import fmt_range
@@ -234,8 +234,7 @@ def table(payloads: list[tuple[str, dict]]) -> list[str]:
     """The BENCHMARKS block of several runs' JSON ((path, payload)): per dot the rates as median
     [min-max] over the valid runs, then the per-step sums per group and in all."""
     valid = [(p, d) for p, d in payloads if not d["invalid"]]
-    host = one_host(payloads)
-    on = "" if host == "host not recorded" else f" on {host}"
+    on = on_host(one_host(payloads))
     lines = [f"`{payloads[0][1]['config']}`{on}, {len(valid)} valid runs of {len(payloads)} "
              f"({', '.join(os.path.basename(p) for p, _ in valid)}); load average "
              f"{min(d['quiet']['load_before'][0] for _, d in valid):.1f}-"

@@ -63,11 +63,20 @@ def cpu_identity(cpuinfo: str | None = None) -> dict:
     }
 
 
+NOT_RECORDED = "host not recorded"
+
+
 def host_key(payload: dict) -> str:
     """The host a result file's run came from (its machine record), or a marker for files written
     before hosts were recorded."""
     cpu = payload.get("machine", {}).get("cpu") or {}
-    return cpu.get("key", "host not recorded")
+    return cpu.get("key", NOT_RECORDED)
+
+
+def on_host(key: str) -> str:
+    """' on KEY' for a block's header line, '' for files written before hosts were recorded (so
+    their blocks read as they always did)."""
+    return "" if key == NOT_RECORDED else f" on {key}"
 
 
 def one_host(payloads: list[tuple[str, dict]]) -> str:
@@ -82,4 +91,4 @@ def one_host(payloads: list[tuple[str, dict]]) -> str:
             f"these runs come from {len(by_host)} different hosts ({listing}); a median across "
             "hosts mixes different silicon: render each host's runs separately"
         )
-    return next(iter(by_host), "host not recorded")
+    return next(iter(by_host), NOT_RECORDED)

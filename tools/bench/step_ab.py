@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, write_json
-from tools.bench.host import host_key
+from tools.bench.host import host_key, on_host
 from tools.bench.quiet import OthersMonitor
 from tools.bench.render_block import add_render_args, render
 
@@ -122,8 +122,7 @@ def table(payload: dict, name: str) -> list[str]:
         variants = [r["variant"] for r in rows]
         payload = dict(payload, rows=rows_of(variants, payload["per_round_s"],
                                              payload["first_losses"], tokens))  # fmt: skip
-    host = host_key(payload)
-    on = "" if host == "host not recorded" else f" on {host}"
+    on = on_host(host_key(payload))
     asks = ">= 80% of rounds" if rule == "wins" else "paired interval above 1"
     lines = [f"`{payload['config']}`{on}, {payload['rounds']} rounds of {payload['iters']} steps "
              f"({name}, {payload.get('time', 'time not recorded')}); load average "

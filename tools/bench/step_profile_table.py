@@ -15,7 +15,7 @@ import os
 import sys
 
 from tools.bench.common import ROOT
-from tools.bench.host import host_key
+from tools.bench.host import host_key, on_host
 from tools.method_bench.readme_blocks import show_block
 
 TOOL = "python -m tools.bench step_profile_table"
@@ -23,8 +23,7 @@ TOOL = "python -m tools.bench step_profile_table"
 
 def table(res: dict, top: int = 12) -> list[str]:
     j, t, h = res["jax"], res["torch"], res["jax"]["hlo"]
-    host = host_key(res)
-    on = "" if host == "host not recorded" else f" on {host}"
+    on = on_host(host_key(res))
     lines = [
         f"`{res['config']}`{on}, {res['iters']} profiled steps, load average {res['load_before'][0]:.1f}"
         f" before and {res['load_after'][0]:.1f} after ({res.get('time', '')}):",

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from tools.bench.common import ROOT
-from tools.bench.host import one_host
+from tools.bench.host import on_host, one_host
 from tools.method_bench.readme_blocks import show_block
 
 TOOL = "python -m tools.bench train_step_table"
@@ -78,7 +78,7 @@ def table(paths: list[str]) -> list[str]:
         )  # fmt: skip
         + ".",
     ]
-    if host != "host not recorded":
+    if on_host(host):
         lines += ["", f"Host: {host}."]
     if invalid:
         lines += ["", "Runs marked invalid by the tool (not in the figures above):", "", *invalid]

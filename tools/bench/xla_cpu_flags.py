@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, write_json
-from tools.bench.host import host_key
+from tools.bench.host import host_key, on_host
 from tools.bench.quiet import OthersMonitor
 from tools.bench.render_block import add_render_args, render
 
@@ -105,8 +105,7 @@ def table(payload: dict, name: str) -> list[str]:
     against the default, its first losses' largest difference and the plan's verdict."""
     quiet = payload["quiet"]
     default = next(r for r in payload["rows"] if r["flags"] == "default")
-    host = host_key(payload)
-    on = "" if host == "host not recorded" else f" on {host}"
+    on = on_host(host_key(payload))
     lines = [f"`{payload['config']}`{on}, {payload['rounds']} rounds of {payload['iters']} steps "
              f"({name}, {payload.get('time', 'time not recorded')}); load average "
              f"{quiet['load_before'][0]:.1f} before and {quiet['load_after'][0]:.1f} after, other "
