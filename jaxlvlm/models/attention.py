@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxlvlm.models.attention_core import MASKED, softmax_attention
 from jaxlvlm.models.config import RuntimeConfig, TextConfig
 from jaxlvlm.models.kv_cache import write_token
 from jaxlvlm.models.lowrank import LowRankFactors
@@ -14,9 +15,6 @@ from jaxlvlm.models.projection import Projection
 from jaxlvlm.models.rope import apply_rope
 
 ATTENTION_BACKENDS = ("xla", "cudnn")
-# Large finite negative instead of -inf: a row whose keys are all masked (a padding row) then gets a
-# uniform softmax instead of NaNs that would survive a zero loss mask (NaN * 0 = NaN).
-_MASKED = -1e30
 
 
 def attend(
@@ -28,6 +26,7 @@ def attend(
     causal: bool,
     backend: str = "xla",
     query_blocks: int = 1,
+    custom_vjp: bool = True,
 ) -> jax.Array:
     """Scaled dot-product attention with grouped KV heads.
 
@@ -42,6 +41,8 @@ def attend(
     query_blocks ('xla', causal only): split the queries into this many consecutive blocks, each
     attending only to the keys up to its last query (``causal_query_blocks``): the same result with
     about (n + 1) / 2n of the score and value products.
+    custom_vjp ('xla'): the hand-written backward of models/attention_core.py (False: JAX's autodiff
+    of the same forward, the reference it is tested against).
     """
     if q.shape[2] % k.shape[2]:
         raise ValueError(f"query heads {q.shape[2]} are not a multiple of kv heads {k.shape[2]}")
@@ -56,8 +57,8 @@ def attend(
         )
     if backend == "xla":
         if causal and query_blocks > 1:
-            return causal_query_blocks(q, k, v, key_mask, query_blocks)
-        return _xla_attention(q, k, v, key_mask, causal)
+            return causal_query_blocks(q, k, v, key_mask, query_blocks, custom_vjp=custom_vjp)
+        return _xla_attention(q, k, v, key_mask, causal, custom_vjp=custom_vjp)
     if backend == "cudnn":
         if q.dtype not in (jnp.bfloat16, jnp.float16):
             raise ValueError(
@@ -75,7 +76,7 @@ MIN_QUERY_BLOCK = 32
 
 
 def causal_query_blocks(
-    q, k, v, key_mask, blocks: int, min_block: int = MIN_QUERY_BLOCK
+    q, k, v, key_mask, blocks: int, min_block: int = MIN_QUERY_BLOCK, custom_vjp: bool = True
 ) -> jax.Array:
     """Causal attention computed per block of consecutive queries: queries [s, e) see only keys
     [0, e), so each block's softmax is complete over its own key prefix and the result is exactly
@@ -91,36 +92,37 @@ def causal_query_blocks(
     outs = []
     for s, e in zip(bounds[:-1], bounds[1:], strict=True):
         mask = None if key_mask is None else key_mask[:, :e]
-        outs.append(_xla_attention(q[:, s:e], k[:, :e], v[:, :e], mask, True, query_offset=s))
+        outs.append(
+            _xla_attention(
+                q[:, s:e], k[:, :e], v[:, :e], mask, True, query_offset=s, custom_vjp=custom_vjp
+            )
+        )
     return outs[0] if n == 1 else jnp.concatenate(outs, axis=1)
 
 
-def _xla_attention(q, k, v, key_mask, causal, query_offset: int = 0):
+def _xla_attention(q, k, v, key_mask, causal, query_offset: int = 0, custom_vjp: bool = True):
     """'xla' backend: both products batched over (B, kv head) with the query heads of a kv head
     stacked as rows, [B, K, G*Lq, D] x [B, K, Lk, D]: plain batched matmuls for XLA's CPU dot
     kernels. The einsum 'bqkgd,btkd->bkgqt' it replaces took 85.6 against 66.4 ms per layer forward
     and backward at the 'small' bench shapes (B 8, L 256, 8 heads, 4 kv heads, head_dim 64).
     query_offset: the position of q's first query among the keys (causal: query i sees keys
-    j <= i + query_offset)."""
+    j <= i + query_offset). custom_vjp: the hand-written backward of attention_core (False: JAX's
+    autodiff of the same forward)."""
     b, lq, h, d = q.shape
-    lk, kv = k.shape[1], k.shape[2]
+    kv = k.shape[2]
     g = h // kv
     qh = jnp.transpose(q.reshape(b, lq, kv, g, d), (0, 2, 3, 1, 4)).reshape(b, kv, g * lq, d)
     kh, vh = jnp.transpose(k, (0, 2, 1, 3)), jnp.transpose(v, (0, 2, 1, 3))  # [B, K, Lk, D]
-    batch = ((0, 1), (0, 1))
-    scores = jax.lax.dot_general(qh, kh, (((3,), (3,)), batch), preferred_element_type=jnp.float32)
-    scores = (scores * (d**-0.5)).reshape(b, kv, g, lq, lk)
-    mask = jnp.ones((1, 1, 1, lq, lk), dtype=bool)
-    if key_mask is not None:
-        mask = mask & key_mask.astype(bool)[:, None, None, None, :]
-    if causal:
-        # From iotas: XLA folds the comparison into the select instead of keeping a mask array.
-        row = jax.lax.broadcasted_iota(jnp.int32, (lq, lk), 0) + query_offset
-        col = jax.lax.broadcasted_iota(jnp.int32, (lq, lk), 1)
-        mask = mask & (col <= row)[None, None, None]
-    scores = jnp.where(mask, scores, _MASKED)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv, g * lq, lk)
-    out = jax.lax.dot_general(probs, vh, (((3,), (2,)), batch))  # [B, K, G*Lq, D]
+    out = softmax_attention(
+        qh,
+        kh,
+        vh,
+        key_mask,
+        groups=g,
+        causal=causal,
+        query_offset=query_offset,
+        custom_vjp=custom_vjp,
+    )  # [B, K, G*Lq, D]
     out = jnp.transpose(out.reshape(b, kv, g, lq, d), (0, 3, 1, 2, 4))
     return out.reshape(b, lq, h, d)
 
@@ -149,7 +151,7 @@ def attend_cached(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array)
         k, qg, (((3,), (3,)), batch), preferred_element_type=jnp.float32
     )  # [B, K, T, G*Lq]
     scores = scores * (d**-0.5)
-    scores = jnp.where(key_mask.astype(bool)[:, None, :, None], scores, _MASKED)
+    scores = jnp.where(key_mask.astype(bool)[:, None, :, None], scores, MASKED)
     probs = jax.nn.softmax(scores, axis=2).astype(v.dtype)
     out = jax.lax.dot_general(probs, v, (((2,), (2,)), batch))  # [B, K, G*Lq, D]
     out = jnp.transpose(out.reshape(b, kv, g, lq, d), (0, 3, 1, 2, 4))
@@ -235,6 +237,7 @@ class SelfAttention(nn.Module):
                 causal=True,
                 backend=rt.attention_backend,
                 query_blocks=rt.attention_query_blocks,
+                custom_vjp=rt.attention_custom_vjp,
             )
             new_kv = (k, v)
         else:

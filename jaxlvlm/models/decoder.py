@@ -22,7 +22,7 @@ from jaxlvlm.models.kv_cache import KVCache, cache_from_prefill, decode_key_mask
 from jaxlvlm.models.lowrank import LowRankFactors, split_layers, validate_lowrank
 from jaxlvlm.models.norms import RMSNorm
 from jaxlvlm.models.projection import Projection
-from jaxlvlm.models.rope import rope_inv_freq, rope_sin_cos
+from jaxlvlm.models.rope import rope_inv_freq, rope_sin_cos, rope_sin_cos_table
 
 LowRank = Mapping[str, LowRankFactors] | None
 
@@ -90,9 +90,13 @@ class Decoder(nn.Module):
             return self.embed_tokens.attend(hidden)
         return self.lm_head(hidden)
 
-    def _rope(self, positions: jax.Array):
+    def _rope(self, positions: jax.Array, num_positions: int | None = None):
+        """(sin, cos) [B, L, head_dim // 2] at positions [B, L]; num_positions: a bound the
+        positions are known to stay under (then the tables are constants, rope_sin_cos_table)."""
         cfg = self.config
         inv_freq = rope_inv_freq(cfg.resolved_head_dim, cfg.rope_theta, cfg.rope_scaling_dict)
+        if num_positions is not None:
+            return rope_sin_cos_table(positions, inv_freq, num_positions)
         return rope_sin_cos(positions, inv_freq)
 
     def _layers(self, x, sin, cos, key_mask, lowrank, cache_kv, cache_index, mode):
@@ -162,8 +166,10 @@ class Decoder(nn.Module):
         if attention_mask is None:
             attention_mask = jnp.ones((b, length), jnp.int32)
         if positions is None:
-            positions = default_positions(attention_mask)
-        sin, cos = self._rope(positions)
+            # Default positions stay in [0, length): the constant tables serve them.
+            sin, cos = self._rope(default_positions(attention_mask), length)
+        else:
+            sin, cos = self._rope(positions)
         x = inputs_embeds.astype(jnp.dtype(self.runtime.compute_dtype))
         x, _ = self._layers(x, sin, cos, attention_mask.astype(bool), lowrank, None, None, "train")
         hidden = self.norm(x)
@@ -193,7 +199,7 @@ class Decoder(nn.Module):
                 "max_length must cover the prompt and the tokens to generate"
             )
         mask = attention_mask.astype(bool)
-        sin, cos = self._rope(default_positions(mask))
+        sin, cos = self._rope(default_positions(mask), mask.shape[1])
         x = inputs_embeds.astype(jnp.dtype(self.runtime.compute_dtype))
         x, (k, v) = self._layers(x, sin, cos, mask, lowrank, None, None, "prefill")
         cache = cache_from_prefill(k, v, jnp.sum(mask.astype(jnp.int32), axis=-1), max_length)

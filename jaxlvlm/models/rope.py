@@ -75,6 +75,27 @@ def rope_sin_cos(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array,
     return jnp.sin(angles), jnp.cos(angles)
 
 
+def rope_sin_cos_table(
+    positions: jax.Array, inv_freq: np.ndarray, num_positions: int
+) -> tuple[jax.Array, jax.Array]:
+    """``rope_sin_cos`` for positions known to lie in [0, num_positions): rows of constant tables.
+
+    The tables [num_positions, head_dim // 2] are computed once here in numpy (the float32 angle as
+    ``rope_sin_cos`` forms it, its sine and cosine in float64, rounded to float32) and enter the
+    program as constants, so each use is an indexed load. Computed in the program, the sines and
+    cosines are recomputed inside every fusion that rotates q or k (XLA fuses cheap elementwise
+    producers into each consumer), forward and backward: 24 fusions of the small bench step, each
+    evaluating sin and cos for every element of q or k. Positions outside the range would be clamped
+    by the gather, so callers pass this only a bound they can guarantee (default_positions of an
+    [B, L] mask is in [0, L)).
+    """
+    angles = np.arange(num_positions, dtype=np.float32)[:, None] * inv_freq.astype(np.float32)
+    sin = np.sin(angles.astype(np.float64)).astype(np.float32)
+    cos = np.cos(angles.astype(np.float64)).astype(np.float32)
+    idx = positions.astype(jnp.int32)
+    return jnp.asarray(sin)[idx], jnp.asarray(cos)[idx]
+
+
 def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
     """Rotates x [B, L, heads, head_dim] by the tables [B, L, head_dim // 2]; returns x's dtype.
 

@@ -68,3 +68,38 @@ def test_rotation_matches_transformers_at_far_positions():
 def test_unsupported_rope_type_is_named():
     with pytest.raises(ValueError, match="yarn.*supported"):
         rope_inv_freq(16, 10000.0, {"rope_type": "yarn", "factor": 2.0})
+
+
+@pytest.mark.parametrize("scaling", [None, LLAMA3], ids=["default", "llama3"])
+def test_constant_tables_give_the_computed_rotation(scaling):
+    """rope_sin_cos_table (float64 sines of the same float32 angles, rounded) against rope_sin_cos
+    (float32 sines in the program): within two float32 ulps of 1, at every table row."""
+    from jaxlvlm.models.rope import rope_sin_cos_table
+
+    inv = rope_inv_freq(64, 500000.0, scaling)
+    positions = jnp.asarray(np.array([[0, 1, 2, 255, 17, 0], [3, 3, 200, 100, 50, 254]]))
+    got = rope_sin_cos_table(positions, inv, 256)
+    want = rope_sin_cos(positions, inv)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == (2, 6, 32) and a.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=2.4e-7)
+
+
+def test_decoder_default_positions_match_explicit_positions():
+    """The decoder's default positions go through the constant tables, explicit ones through the
+    computed sines: the same logits either way, for right-padded rows."""
+    from jaxlvlm.models.config import RuntimeConfig
+    from jaxlvlm.models.decoder import CausalLM, Decoder, default_positions
+    from tests.models.tiny_decoder import GQA, random_params, right_padded, run
+
+    model = CausalLM(GQA, RuntimeConfig())
+    params = random_params(GQA)
+    ids, mask = right_padded([9, 5], 9, GQA.vocab_size, seed=2)
+    embeds = run(model, params, ids, method="embed")
+    by_table = run(model, params, embeds, mask, method=Decoder.__call__)
+    by_angle = run(model, params, embeds, mask, default_positions(mask), method=Decoder.__call__)
+    np.testing.assert_array_equal(np.asarray(run(model, params, ids, mask)), by_table)
+    real = np.asarray(mask, bool)
+    np.testing.assert_allclose(
+        np.asarray(by_table)[real], np.asarray(by_angle)[real], rtol=0, atol=1e-5
+    )
