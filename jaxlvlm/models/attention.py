@@ -26,7 +26,7 @@ def attend(
     causal: bool,
     backend: str = "xla",
     query_blocks: int = 1,
-    custom_vjp: bool = True,
+    custom_vjp: bool = False,
 ) -> jax.Array:
     """Scaled dot-product attention with grouped KV heads.
 
@@ -41,8 +41,8 @@ def attend(
     query_blocks ('xla', causal only): split the queries into this many consecutive blocks, each
     attending only to the keys up to its last query (``causal_query_blocks``): the same result with
     about (n + 1) / 2n of the score and value products.
-    custom_vjp ('xla'): the hand-written backward of models/attention_core.py (False: JAX's autodiff
-    of the same forward, the reference it is tested against).
+    custom_vjp ('xla'): the hand-written backward of models/attention_core.py; False (the default,
+    RuntimeConfig.attention_custom_vjp): JAX's autodiff of the same forward.
     """
     if q.shape[2] % k.shape[2]:
         raise ValueError(f"query heads {q.shape[2]} are not a multiple of kv heads {k.shape[2]}")
@@ -76,7 +76,7 @@ MIN_QUERY_BLOCK = 32
 
 
 def causal_query_blocks(
-    q, k, v, key_mask, blocks: int, min_block: int = MIN_QUERY_BLOCK, custom_vjp: bool = True
+    q, k, v, key_mask, blocks: int, min_block: int = MIN_QUERY_BLOCK, custom_vjp: bool = False
 ) -> jax.Array:
     """Causal attention computed per block of consecutive queries: queries [s, e) see only keys
     [0, e), so each block's softmax is complete over its own key prefix and the result is exactly
@@ -100,7 +100,7 @@ def causal_query_blocks(
     return outs[0] if n == 1 else jnp.concatenate(outs, axis=1)
 
 
-def _xla_attention(q, k, v, key_mask, causal, query_offset: int = 0, custom_vjp: bool = True):
+def _xla_attention(q, k, v, key_mask, causal, query_offset: int = 0, custom_vjp: bool = False):
     """'xla' backend: both products batched over (B, kv head) with the query heads of a kv head
     stacked as rows, [B, K, G*Lq, D] x [B, K, Lk, D]: plain batched matmuls for XLA's CPU dot
     kernels. The einsum 'bqkgd,btkd->bkgqt' it replaces took 85.6 against 66.4 ms per layer forward

@@ -16,7 +16,9 @@ of over the keys, and the whole of dS is one elementwise pass over P and dP; aut
 and the exponential. The forward multiplies by the reciprocal of the row sums instead of dividing
 every probability (one divide per row, not per score). Same mathematics as the autodiff path
 (``custom_vjp=False``), float32 rounding apart; tests/models/test_attention_core.py holds both to a
-float64 reference.
+float64 reference. Not the default: on the small CPU train step it ran level with autodiff (paired
+speed-up 0.996x [0.966, 1.027] over 20 rounds, BENCHMARKS.md question 11), so it is kept as an
+option (RuntimeConfig.attention_custom_vjp) rather than switched on for no measured gain.
 """
 
 from __future__ import annotations
@@ -71,14 +73,15 @@ def softmax_attention(
     groups: int,
     causal: bool,
     query_offset: int = 0,
-    custom_vjp: bool = True,
+    custom_vjp: bool = False,
 ) -> jax.Array:
     """softmax(scale * qh kh^T, masked) vh.
 
     qh: [B, K, G*Lq, D]; kh, vh: [B, K, Lk, D]; key_mask: [B, Lk] bool (True = visible) or None;
     groups: G, query heads per kv head; causal: query i sees keys j <= i + query_offset.
-    Returns [B, K, G*Lq, D] in vh's dtype. custom_vjp=False: the plain formulation differentiated by
-    JAX (jax.nn.softmax), the reference the hand-written backward is tested against.
+    Returns [B, K, G*Lq, D] in vh's dtype. custom_vjp=False (the default): the plain formulation
+    differentiated by JAX (jax.nn.softmax), the reference the hand-written backward is tested
+    against; True: the hand-written backward.
     """
     lq, lk = qh.shape[2] // groups, kh.shape[2]
     if not custom_vjp:

@@ -131,9 +131,10 @@ class RuntimeConfig:
     # 1.043x faster, paired interval [1.011, 1.073] (BENCHMARKS.md, question 7); not measured on
     # GPU or TPU, where it is the same arithmetic with fewer products.
     attention_query_blocks: int = 4
-    # 'xla' attention's backward: the hand-written flash-attention one (models/attention_core.py)
-    # or, False, JAX's autodiff of the same forward (the reference it is tested against).
-    attention_custom_vjp: bool = True
+    # 'xla' attention's backward: True, the hand-written flash-attention one (models/attention_core.py),
+    # or JAX's autodiff of the same forward. Off: on the small CPU step it was level with autodiff,
+    # paired speed-up 0.996x [0.966, 1.027] over 20 rounds (BENCHMARKS.md, question 11).
+    attention_custom_vjp: bool = False
 
 
 def _from_dict(cls, d: dict[str, Any] | None):

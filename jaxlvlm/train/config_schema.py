@@ -132,7 +132,7 @@ def base_config() -> ml_collections.ConfigDict:
             remat_text="none",
             attention_backend="xla",
             attention_query_blocks=4,  # causal 'xla' attention per query block (exact; 1 = off)
-            attention_custom_vjp=True,  # 'xla' attention's flash-style backward (False: autodiff)
+            attention_custom_vjp=False,  # True: 'xla' attention's flash-style backward
         )
     )
 

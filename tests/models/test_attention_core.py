@@ -36,8 +36,9 @@ def _inputs(b=2, kv=2, groups=3, lq=10, lk=14, d=8, seed=0):
     return qh, kh, vh, ct, key_mask
 
 
+@pytest.mark.parametrize("custom", [True, False], ids=["custom_vjp", "autodiff"])
 @pytest.mark.parametrize("causal,offset", [(False, 0), (True, 4)], ids=["padded", "causal_block"])
-def test_custom_backward_matches_float64_gradients(causal, offset):
+def test_backward_matches_float64_gradients(causal, offset, custom):
     qh, kh, vh, ct, key_mask = _inputs()
     groups, lq, lk = 3, 10, 14
 
@@ -49,13 +50,25 @@ def test_custom_backward_matches_float64_gradients(causal, offset):
 
     ours = loss(
         lambda q, k, v: softmax_attention(
-            q, k, v, jnp.asarray(key_mask), groups=groups, causal=causal, query_offset=offset
+            q,
+            k,
+            v,
+            jnp.asarray(key_mask),
+            groups=groups,
+            causal=causal,
+            query_offset=offset,
+            custom_vjp=custom,
         ),
         jnp.float32,
     )
     args32 = [jnp.asarray(x, jnp.float32) for x in (qh, kh, vh)]
     got_out = softmax_attention(
-        *args32, jnp.asarray(key_mask), groups=groups, causal=causal, query_offset=offset
+        *args32,
+        jnp.asarray(key_mask),
+        groups=groups,
+        causal=causal,
+        query_offset=offset,
+        custom_vjp=custom,
     )
     got = jax.jit(jax.grad(ours, argnums=(0, 1, 2)))(*args32)
     with jax.enable_x64(True):
@@ -102,7 +115,9 @@ def test_bfloat16_compute_keeps_dtypes_and_tracks_float32():
 
     def grads(dtype):
         def f(q, k, v):
-            out = softmax_attention(q, k, v, mask, groups=3, causal=True, query_offset=4)
+            out = softmax_attention(
+                q, k, v, mask, groups=3, causal=True, query_offset=4, custom_vjp=True
+            )
             return jnp.vdot(out.astype(jnp.float32), jnp.asarray(ct, jnp.float32)), out.dtype
 
         args = [jnp.asarray(x, dtype) for x in (qh, kh, vh)]
