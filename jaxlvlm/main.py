@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from jaxlvlm.errors import ConfigError
 from jaxlvlm.files import StorageError, makedirs
+from jaxlvlm.host_memory import keep_freed_host_memory
 from jaxlvlm.methods.settings import settings_from
 from jaxlvlm.runners.registry import available_runners, get_runner, runner_settings
 from jaxlvlm.train.assembly import start_from_towers
@@ -79,6 +80,8 @@ def main(argv) -> None:
     logging.getLogger().setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietLibraries())
+    # Before anything starts JAX's backend: on a CPU run, freed host buffers stay in the process.
+    logging.info("host memory: %s", keep_freed_host_memory())
     try:
         run(_CONFIG.value, _WORKDIR.value)
     except tuple(kind for kind, _ in EXIT_CODES) as e:

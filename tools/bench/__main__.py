@@ -29,6 +29,12 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in FIGURES:
         print(f"usage: python -m tools.bench {{{','.join(FIGURES)}}} [args]")
         sys.exit(2)
+    # Measure jaxlvlm as `python -m jaxlvlm.main` runs it: on CPU, freed host buffers stay in the
+    # process (jaxlvlm/host_memory.py; JAXLVLM_KEEP_HOST_MEMORY=0 measures without). Before any
+    # benchmark module can start JAX's backend.
+    from jaxlvlm.host_memory import keep_freed_host_memory
+
+    print(f"host memory: {keep_freed_host_memory()}")
     module = importlib.import_module(FIGURES[sys.argv[1]])
     module.main(sys.argv[2:])
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jaxlvlm.host_memory import status as host_memory_status
 from tools.bench.host import cpu_identity
 
 # The repository root (where BENCHMARKS.md and bench_results/ live).
@@ -46,6 +47,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "cpu": cpu_identity(),
+        "host_memory": host_memory_status(),
     }
     try:
         import jax

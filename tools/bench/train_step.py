@@ -25,6 +25,7 @@ import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, time_fn, write_json
 from tools.bench.hf_reference import build_torch_llava, make_inputs, save_torch_llava
+from tools.bench.kernel_cost import KernelCost
 from tools.bench.quiet import OthersMonitor, spread, theoretical_fp32_peak, validity
 
 LR = 1e-4
@@ -181,10 +182,13 @@ def bench_config(
     # Interleave the sides so machine noise hits all alike; watch what else uses the CPU meanwhile.
     jt, tt, ct, bt = [], [], [], []
     every = {"jax": [], "torch": []}
+    kernel = {"jax": KernelCost(), "torch": KernelCost()}
     with OthersMonitor() as monitor:
         for _ in range(2):
-            j = time_fn(jax_run, warmup=1, iters=max(1, iters // 2))
-            t = time_fn(torch_run, warmup=1, iters=max(1, iters // 2))
+            with kernel["jax"].over(max(1, iters // 2) + 1):
+                j = time_fn(jax_run, warmup=1, iters=max(1, iters // 2))
+            with kernel["torch"].over(max(1, iters // 2) + 1):
+                t = time_fn(torch_run, warmup=1, iters=max(1, iters // 2))
             jt.append(j["median_s"])
             tt.append(t["median_s"])
             every["jax"] += j["times"]
@@ -244,6 +248,10 @@ def bench_config(
         "jax_peak_mem_MiB": jax_mem / 2**20,
         "jax_times_s": every["jax"],
         "torch_times_s": every["torch"],
+        "jax_page_faults_per_step": kernel["jax"].faults_per_step,
+        "torch_page_faults_per_step": kernel["torch"].faults_per_step,
+        "jax_system_s_per_step": kernel["jax"].system_s_per_step,
+        "torch_system_s_per_step": kernel["torch"].system_s_per_step,
         "jax_spread": spreads["jax"],
         "torch_spread": spreads["torch"],
         "machine": quiet,

@@ -78,11 +78,35 @@ def table(paths: list[str]) -> list[str]:
         )  # fmt: skip
         + ".",
     ]
+    lines += kernel_cost_lines(runs, configs)
     if on_host(host):
         lines += ["", f"Host: {host}."]
     if invalid:
         lines += ["", "Runs marked invalid by the tool (not in the figures above):", "", *invalid]
     return lines
+
+
+def kernel_cost_lines(runs, configs) -> list[str]:
+    """Per config, the minor page faults and system CPU seconds per step of each side (median
+    [range] over every run that recorded them, valid or not: the kernel's work does not depend on
+    the load), and how the runs set host memory (jaxlvlm/host_memory.py)."""
+    out = []
+    for c in configs:
+        rows = [r for _, run in runs for r in run["rows"]
+                if r["config"] == c and "jax_page_faults_per_step" in r]  # fmt: skip
+        if not rows:
+            continue
+        settings = sorted({run.get("machine", {}).get("host_memory", "not recorded")
+                           for _, run in runs})  # fmt: skip
+        out.append(
+            f"{c}, kernel work per step over {len(rows)} runs (host memory: "
+            f"{'; '.join(settings)}): minor page faults jaxlvlm "
+            f"{_range([r['jax_page_faults_per_step'] for r in rows], '{:,.0f}')}, PyTorch "
+            f"{_range([r['torch_page_faults_per_step'] for r in rows], '{:,.0f}')}; system CPU "
+            f"seconds jaxlvlm {_range([r['jax_system_s_per_step'] for r in rows], '{:.3f}')}, "
+            f"PyTorch {_range([r['torch_system_s_per_step'] for r in rows], '{:.3f}')}."
+        )
+    return ["", *out] if out else []
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,94 @@
+"""Host memory on CPU runs (jaxlvlm/host_memory.py): when the allocator settings apply, and that
+they stop a jitted step's temporary buffer from being page-faulted in again on every call."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jaxlvlm import host_memory
+
+# Runs a jitted function with 64 MB buffers (over glibc's largest mmap threshold, 32 MB) five times
+# and prints the minor page faults of the last three calls (the first two compile and allocate).
+_PROBE = textwrap.dedent(
+    """
+    import resource, sys
+    from jaxlvlm.host_memory import keep_freed_host_memory
+    print("status:", keep_freed_host_memory())
+    import jax, jax.numpy as jnp
+    x = jnp.ones((4096, 4096), jnp.float32)
+    f = jax.jit(lambda x: jnp.sum(jnp.tanh(x @ x) * jnp.exp(x)))
+    for _ in range(2):
+        f(x).block_until_ready()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        f(x).block_until_ready()
+    print("faults per call:", (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+    """
+)
+
+
+def _probe(env_value: str) -> tuple[str, float]:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **{host_memory.ENV: env_value})
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    status = next(x for x in out.splitlines() if x.startswith("status:")).split(": ", 1)[1]
+    faults = float(next(x for x in out.splitlines() if x.startswith("faults")).split(": ")[1])
+    return status, faults
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux)")
+def test_kept_memory_is_not_faulted_in_again_each_call():
+    status_on, faults_on = _probe("1")
+    status_off, faults_off = _probe("0")
+    assert status_on == "applied"
+    assert status_off == f"disabled by {host_memory.ENV}=0"
+    # Without the settings each call maps its 64 MB buffers afresh (thousands of 4 KiB pages);
+    # with them the pages of the first calls are reused.
+    assert faults_off > 10_000, faults_off
+    assert faults_on < faults_off / 20, (faults_on, faults_off)
+
+
+@pytest.mark.parametrize(
+    "platforms,expected",
+    [("cpu", True), ("cuda", False), ("cpu,cuda", False), ("tpu", False), (" cpu ", True)],
+)
+def test_jax_platforms_decides_when_set(platforms, expected):
+    assert host_memory.cpu_backend_expected(platforms) is expected
+
+
+def test_the_setting_is_read_from_the_environment(monkeypatch):
+    import jax
+
+    if jax.config.jax_platforms:  # an explicit jax_platforms option outranks the environment
+        assert host_memory.configured_platforms() == jax.config.jax_platforms
+    else:
+        monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+        assert host_memory.configured_platforms() == "cuda"
+
+
+def test_an_accelerator_counts_only_with_its_device(monkeypatch, tmp_path):
+    device = tmp_path / "accel0"
+    # 'json' stands in for an installed plugin package.
+    monkeypatch.setattr(host_memory, "ACCELERATORS", (("json", (str(device),)),))
+    assert host_memory.cpu_backend_expected("") is True  # plugin, no device: libtpu for AOT only
+    device.write_text("")
+    assert host_memory.cpu_backend_expected("") is False
+    monkeypatch.setattr(host_memory, "ACCELERATORS", (("no_such_plugin_pkg", (str(device),)),))
+    assert host_memory.cpu_backend_expected("") is True
+
+
+def test_refuses_once_the_backend_has_started(monkeypatch):
+    import jax
+
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.delenv(host_memory.ENV, raising=False)
+    jax.devices()  # this test process's backend is up: its threads already have their arenas
+    result = host_memory.keep_freed_host_memory()
+    assert result.startswith("JAX backend already started")
+    assert host_memory.status() == result
