@@ -86,7 +86,8 @@ def test_the_block_names_host_rounds_and_verdicts():
     "block, name",
     [("step-ab-query-blocks", "step_ab_query_blocks.json"),
      ("step-ab-query-blocks-paired", "step_ab_query_blocks_paired.json"),
-     ("step-ab-query-blocks-tiny", "step_ab_query_blocks_tiny.json")],
+     ("step-ab-query-blocks-tiny", "step_ab_query_blocks_tiny.json"),
+     ("step-ab-attention-vjp", "step_ab_attention_vjp.json")],
 )  # fmt: skip
 def test_benchmarks_holds_the_generated_step_ab_blocks(block, name):
     assert_block_rendered(block, name, table, TOOL)

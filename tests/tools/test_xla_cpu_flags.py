@@ -37,3 +37,30 @@ def test_a_flag_is_adopted_only_when_faster_apart_and_exact(row, want):
 )  # fmt: skip
 def test_benchmarks_holds_the_generated_flag_blocks(block, name):
     assert_block_rendered(block, name, table, TOOL)
+
+
+def test_a_set_splits_into_xla_flags_and_environment():
+    from tools.bench.xla_cpu_flags import split_set
+
+    assert split_set("default") == ("", {})
+    assert split_set("--xla_a=1 env:JAXLVLM_KEEP_HOST_MEMORY=0 --xla_b=2") == (
+        "--xla_a=1 --xla_b=2",
+        {"JAXLVLM_KEEP_HOST_MEMORY": "0"},
+    )
+    assert split_set("default env:A=") == ("", {"A": ""})
+    with pytest.raises(ValueError, match="'env:A' is not env:NAME=value"):
+        split_set("env:A")
+
+
+def test_the_block_reports_each_sets_kernel_work():
+    quiet = {"load_before": [1.0], "load_after": [1.2], "others_share": 0.004}
+    rows = [dict(DEFAULT, page_faults_per_step=250_000.0, system_s_per_step=0.5,
+                 host_memory=["applied"]),
+            dict(_row(1.8, 1.75, 1.85), flags="env:X=0", page_faults_per_step=12.0,
+                 system_s_per_step=0.01, host_memory=["disabled by X=0"])]  # fmt: skip
+    lines = table({"config": "small", "rounds": 3, "iters": 4, "rows": rows, "quiet": quiet}, "r")
+    assert lines[-1] == (
+        "Kernel work per step, median over the rounds: `default` 250,000 page faults and 0.500 s "
+        "system CPU (host memory: applied); `env:X=0` 12 page faults and 0.010 s system CPU "
+        "(host memory: disabled by X=0)."
+    )

@@ -2,6 +2,8 @@
 
 python -m tools.bench xla_cpu_flags --config small [--rounds 3] [--iters 6]
     [--flags "default;--xla_cpu_use_onednn=true;..."] [--out bench_results/xla_cpu_flags.json]
+    (a set may also hold env:NAME=value tokens, set in its process's environment, e.g.
+    "default;env:JAXLVLM_KEEP_HOST_MEMORY=0")
 python -m tools.bench xla_cpu_flags --render bench_results/xla_cpu_flags_threads.json
     --block xla-cpu-flags-threads [--write]   (that run's table as a BENCHMARKS block)
 
@@ -44,32 +46,60 @@ DEFAULT_FLAG_SETS = (
 )
 
 
+def split_set(flag_set: str) -> tuple[str, dict[str, str]]:
+    """'--xla_a=1 env:NAME=value --xla_b=2' -> ('--xla_a=1 --xla_b=2', {'NAME': 'value'}): XLA
+    flags for XLA_FLAGS and the environment variables of the set's process ('default' is none)."""
+    flags, env = [], {}
+    for token in flag_set.split():
+        if token == "default":
+            continue
+        if token.startswith("env:"):
+            name, sep, value = token[len("env:") :].partition("=")
+            if not sep or not name:
+                raise ValueError(f"'{token}' is not env:NAME=value (in the set '{flag_set}')")
+            env[name] = value
+        else:
+            flags.append(token)
+    return " ".join(flags), env
+
+
 def worker(model_dir: str, batch_path: str, iters: int) -> dict:
-    """In a fresh process: the jitted step's per-iteration seconds and its first three losses."""
+    """In a fresh process: the jitted step's per-iteration seconds, its first three losses and its
+    page faults and system seconds per step; host memory set as jaxlvlm.main sets it (unless the
+    set's environment turns that off)."""
     import time
 
+    from jaxlvlm.host_memory import keep_freed_host_memory
+
+    host_memory = keep_freed_host_memory()  # before jax_train_step starts the backend
     import jax
 
+    from tools.bench.kernel_cost import KernelCost
     from tools.bench.train_step import jax_train_step
 
     batch = dict(np.load(batch_path))
     run, _, compile_s, first, _ = jax_train_step(model_dir, batch)
     losses = [first] + [float(run()) for _ in range(2)]
     times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
+    kernel = KernelCost()
+    with kernel.over(iters):
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
     from tools.bench.matmul_peak import measure_matmul_peak
 
     matmul = measure_matmul_peak(2048, "float32")  # under the same flags: is it the GEMM?
     return {"times": times, "losses": losses, "compile_s": compile_s, "matmul_2048_flops": matmul,
-            "jax": jax.__version__}  # fmt: skip
+            "jax": jax.__version__, "host_memory": host_memory,
+            "page_faults_per_step": kernel.faults_per_step,
+            "system_s_per_step": kernel.system_s_per_step}  # fmt: skip
 
 
-def _run_set(flags: str, model_dir: str, batch_path: str, iters: int) -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "" if flags == "default" else flags
+def _run_set(flag_set: str, model_dir: str, batch_path: str, iters: int) -> dict:
+    flags, extra_env = split_set(flag_set)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **extra_env)
+    env["XLA_FLAGS"] = flags
     cmd = [sys.executable, "-m", "tools.bench.xla_cpu_flags", "--worker", model_dir, batch_path,
            "--iters", str(iters)]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -121,6 +151,12 @@ def table(payload: dict, name: str) -> list[str]:
         lines.append(f"| `{r['flags']}` | {r['step_s']:.3f} [{r['range_s']}] | "
                      f"{r['vs_default']:.3f}x | {r['tok_s']:.0f} | {r['max_loss_diff']:.1e} | "
                      f"{rule} |")  # fmt: skip
+    kernel = [f"`{r['flags']}` {r['page_faults_per_step']:,.0f} page faults and "
+              f"{r['system_s_per_step']:.3f} s system CPU (host memory: "
+              f"{'; '.join(r['host_memory'])})"
+              for r in payload["rows"] if "page_faults_per_step" in r]  # fmt: skip
+    if kernel:
+        lines += ["", "Kernel work per step, median over the rounds: " + "; ".join(kernel) + "."]
     return lines
 
 
@@ -143,6 +179,8 @@ def main(argv=None) -> dict:
     from tools.bench.train_step import jax_batch
 
     sets = [s.strip() for s in a.flags.split(";") if s.strip()]
+    for s in sets:
+        split_set(s)  # a malformed set fails before any work
     monitor = OthersMonitor().__enter__()
     results: dict[str, list[dict]] = {s: [] for s in sets}
     with tempfile.TemporaryDirectory() as d:
@@ -162,6 +200,18 @@ def main(argv=None) -> dict:
                "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
     write_json(a.out, payload)
     return payload
+
+
+def _kernel(rs: list[dict]) -> dict:
+    """Median page faults and system seconds per step over a set's rounds (when recorded) and how
+    its processes set host memory."""
+    if not all("page_faults_per_step" in r for r in rs):
+        return {}
+    return {
+        "page_faults_per_step": float(np.median([r["page_faults_per_step"] for r in rs])),
+        "system_s_per_step": float(np.median([r["system_s_per_step"] for r in rs])),
+        "host_memory": sorted({r["host_memory"] for r in rs}),
+    }
 
 
 def _rows(results: dict[str, list[dict]], cfg: dict) -> list[dict]:
@@ -186,6 +236,7 @@ def _rows(results: dict[str, list[dict]], cfg: dict) -> list[dict]:
             "max_loss_diff": float(np.max(np.abs(np.asarray(rs[0]["losses"]) - base_loss))),
             "compile_s": float(np.median([r["compile_s"] for r in rs])),
             "matmul_gflops": float(np.median([r["matmul_2048_flops"] for r in rs])) / 1e9,
+            **_kernel(rs),
         })  # fmt: skip
     return rows
 
