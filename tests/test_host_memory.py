@@ -42,12 +42,17 @@ def _probe(env_value: str) -> tuple[str, float]:
     return status, faults
 
 
+def test_off_unless_asked_for(monkeypatch):
+    monkeypatch.delenv(host_memory.ENV, raising=False)
+    assert host_memory.keep_freed_host_memory() == f"off ({host_memory.ENV}=0; 1 turns it on)"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux)")
 def test_kept_memory_is_not_faulted_in_again_each_call():
     status_on, faults_on = _probe("1")
     status_off, faults_off = _probe("0")
     assert status_on == "applied"
-    assert status_off == f"disabled by {host_memory.ENV}=0"
+    assert status_off == f"off ({host_memory.ENV}=0; 1 turns it on)"
     # Without the settings each call maps its 64 MB buffers afresh (thousands of 4 KiB pages);
     # with them the pages of the first calls are reused.
     assert faults_off > 10_000, faults_off
@@ -87,7 +92,7 @@ def test_refuses_once_the_backend_has_started(monkeypatch):
     import jax
 
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.delenv(host_memory.ENV, raising=False)
+    monkeypatch.setenv(host_memory.ENV, "1")
     jax.devices()  # this test process's backend is up: its threads already have their arenas
     result = host_memory.keep_freed_host_memory()
     assert result.startswith("JAX backend already started")

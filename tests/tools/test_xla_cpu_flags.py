@@ -33,10 +33,23 @@ def test_a_flag_is_adopted_only_when_faster_apart_and_exact(row, want):
 @pytest.mark.parametrize(
     "block, name",
     [("xla-cpu-flags-threads", "xla_cpu_flags_threads.json"),
-     ("xla-cpu-flags-zen4-width", "xla_cpu_flags_zen4_width.json")],
+     ("xla-cpu-flags-zen4-width", "xla_cpu_flags_zen4_width.json"),
+     ("xla-cpu-flags-host-memory", "xla_cpu_flags_host_memory.json")],
 )  # fmt: skip
 def test_benchmarks_holds_the_generated_flag_blocks(block, name):
     assert_block_rendered(block, name, table, TOOL)
+
+
+def test_the_paired_rule_reads_the_interval_not_the_ranges():
+    faster = dict(_row(1.80, 1.60, 2.20), paired_speedup=1.1, paired_ci=[1.04, 1.16])
+    assert verdict(faster, DEFAULT, "paired") == "adopt"
+    assert verdict(faster, DEFAULT) == "no: ranges overlap"
+    level = dict(faster, paired_ci=[0.97, 1.16])
+    assert verdict(level, DEFAULT, "paired") == "no: paired interval reaches 1"
+    slower = dict(_row(2.2, 2.0, 2.4), paired_speedup=0.9, paired_ci=[0.85, 0.95])
+    assert verdict(slower, DEFAULT, "paired") == (
+        "no: slower than the default, paired interval below 1"
+    )
 
 
 def test_a_set_splits_into_xla_flags_and_environment():

@@ -29,9 +29,9 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in FIGURES:
         print(f"usage: python -m tools.bench {{{','.join(FIGURES)}}} [args]")
         sys.exit(2)
-    # Measure jaxlvlm as `python -m jaxlvlm.main` runs it: on CPU, freed host buffers stay in the
-    # process (jaxlvlm/host_memory.py; JAXLVLM_KEEP_HOST_MEMORY=0 measures without). Before any
-    # benchmark module can start JAX's backend.
+    # Measure jaxlvlm as `python -m jaxlvlm.main` runs it: the same host-memory setting
+    # (jaxlvlm/host_memory.py; JAXLVLM_KEEP_HOST_MEMORY=1 keeps freed buffers on a CPU run). Before
+    # any benchmark module can start JAX's backend.
     from jaxlvlm.host_memory import keep_freed_host_memory
 
     print(f"host memory: {keep_freed_host_memory()}")

@@ -3,7 +3,7 @@
 python -m tools.bench xla_cpu_flags --config small [--rounds 3] [--iters 6]
     [--flags "default;--xla_cpu_use_onednn=true;..."] [--out bench_results/xla_cpu_flags.json]
     (a set may also hold env:NAME=value tokens, set in its process's environment, e.g.
-    "default;env:JAXLVLM_KEEP_HOST_MEMORY=0")
+    "default;env:JAXLVLM_KEEP_HOST_MEMORY=1")
 python -m tools.bench xla_cpu_flags --render bench_results/xla_cpu_flags_threads.json
     --block xla-cpu-flags-threads [--write]   (that run's table as a BENCHMARKS block)
 
@@ -30,6 +30,7 @@ from tools.bench.common import BENCH_CONFIGS, print_table, write_json
 from tools.bench.host import host_key, on_host
 from tools.bench.quiet import OthersMonitor
 from tools.bench.render_block import add_render_args, render
+from tools.bench.step_ab import paired_speedup
 
 TOOL = "python -m tools.bench xla_cpu_flags --render"
 # the adoption rule of BENCHMARKS' plan: a flag set must be at least this much faster ...
@@ -65,8 +66,8 @@ def split_set(flag_set: str) -> tuple[str, dict[str, str]]:
 
 def worker(model_dir: str, batch_path: str, iters: int) -> dict:
     """In a fresh process: the jitted step's per-iteration seconds, its first three losses and its
-    page faults and system seconds per step; host memory set as jaxlvlm.main sets it (unless the
-    set's environment turns that off)."""
+    page faults and system seconds per step; host memory set as jaxlvlm.main sets it under the
+    set's environment."""
     import time
 
     from jaxlvlm.host_memory import keep_freed_host_memory
@@ -113,21 +114,38 @@ def _range(row: dict) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def verdict(row: dict, default: dict) -> str:
+def verdict(row: dict, default: dict, rule: str = "ranges") -> str:
     """The plan's rule for one flag set against the default's row: 'adopt' only when its median
-    step is at least 5% faster, its range over the rounds does not overlap the default's and its
-    first losses are within 1e-5; otherwise what failed."""
+    step is at least 5% faster, its first losses are within 1e-5 and ('ranges') its range over the
+    rounds does not overlap the default's or ('paired', for round-to-round noise as large as the
+    effect) the 95% interval of its per-round paired speed-up lies above 1; otherwise what failed."""
     if "error" in row:
         return "did not run"
     failed = []
     if row["vs_default"] < ADOPT_SPEEDUP:
         failed.append("slower than the default" if row["vs_default"] < 1 else "under 5% faster")
-    (low, high), (default_low, default_high) = _range(row), _range(default)
-    if low <= default_high and high >= default_low:
-        failed.append("ranges overlap")  # (a range wholly above the default's is "slower")
+    if rule == "paired":
+        low, high = row["paired_ci"]
+        if not low > 1.0:
+            failed.append("paired interval below 1" if high < 1.0 else "paired interval reaches 1")
+    else:
+        (low, high), (default_low, default_high) = _range(row), _range(default)
+        if low <= default_high and high >= default_low:
+            failed.append("ranges overlap")  # (a range wholly above the default's is "slower")
     if row["max_loss_diff"] > ADOPT_LOSS_DIFF:
         failed.append(f"losses differ by {row['max_loss_diff']:.1e}")
     return "adopt" if not failed else "no: " + ", ".join(failed)
+
+
+def _header(rule: str) -> list[str]:
+    if rule == "paired":
+        return ["| flags | step s, median [range over rounds] | speed vs default | paired speed-up "
+                "[95% interval] | tokens/s | largest first-loss difference | rule (>= 5% faster, "
+                "paired interval above 1, losses 1e-5) |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    return ["| flags | step s, median [range over rounds] | speed vs default | tokens/s | "
+            "largest first-loss difference | rule (>= 5% faster, ranges apart, losses 1e-5) |",
+            "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
 
 
 def table(payload: dict, name: str) -> list[str]:
@@ -135,22 +153,28 @@ def table(payload: dict, name: str) -> list[str]:
     against the default, its first losses' largest difference and the plan's verdict."""
     quiet = payload["quiet"]
     default = next(r for r in payload["rows"] if r["flags"] == "default")
+    rule = payload.get("rule", "ranges")
     on = on_host(host_key(payload))
     lines = [f"`{payload['config']}`{on}, {payload['rounds']} rounds of {payload['iters']} steps "
              f"({name}, {payload.get('time', 'time not recorded')}); load average "
              f"{quiet['load_before'][0]:.1f} before and {quiet['load_after'][0]:.1f} after, other "
              f"processes {quiet['others_share']:.1%} of the CPU:", "",
-             "| flags | step s, median [range over rounds] | speed vs default | tokens/s | "
-             "largest first-loss difference | rule (>= 5% faster, ranges apart, losses 1e-5) |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             *_header(rule)]  # fmt: skip
     for r in payload["rows"]:
         if "error" in r:
-            lines.append(f"| `{r['flags']}` | - | - | - | - | did not run: {r['error']} |")
+            blanks = "- | " * (5 if rule == "paired" else 4)
+            lines.append(f"| `{r['flags']}` | {blanks}did not run: {r['error']} |")
             continue
-        rule = "(the reference)" if r is default else verdict(r, default)
+        said = "(the reference)" if r is default else verdict(r, default, rule)
+        paired = ""
+        if rule == "paired":
+            low, high = r["paired_ci"]
+            paired = (
+                "- | " if r is default else f"{r['paired_speedup']:.3f}x [{low:.3f}-{high:.3f}] | "
+            )
         lines.append(f"| `{r['flags']}` | {r['step_s']:.3f} [{r['range_s']}] | "
-                     f"{r['vs_default']:.3f}x | {r['tok_s']:.0f} | {r['max_loss_diff']:.1e} | "
-                     f"{rule} |")  # fmt: skip
+                     f"{r['vs_default']:.3f}x | {paired}{r['tok_s']:.0f} | "
+                     f"{r['max_loss_diff']:.1e} | {said} |")  # fmt: skip
     kernel = [f"`{r['flags']}` {r['page_faults_per_step']:,.0f} page faults and "
               f"{r['system_s_per_step']:.3f} s system CPU (host memory: "
               f"{'; '.join(r['host_memory'])})"
@@ -168,6 +192,8 @@ def main(argv=None) -> dict:
     p.add_argument("--flags", default=";".join(DEFAULT_FLAG_SETS), help="';'-separated sets")
     p.add_argument("--out", default="bench_results/xla_cpu_flags.json")
     p.add_argument("--worker", nargs=2, metavar=("MODEL_DIR", "BATCH"))
+    p.add_argument("--rule", default="ranges", choices=("ranges", "paired"),
+                   help="the adoption rule (verdict)")  # fmt: skip
     add_render_args(p, "xla-cpu-flags")
     a = p.parse_args(argv)
     if a.render:
@@ -196,7 +222,7 @@ def main(argv=None) -> dict:
     print_table(rows, ["flags", "step_s", "range_s", "vs_default", "tok_s", "max_loss_diff",
                        "matmul_gflops", "compile_s", "error"])  # fmt: skip
     payload = {"config": a.config, "rounds": a.rounds, "iters": a.iters, "rows": rows,
-               "raw": results, "quiet": monitor.result(),
+               "raw": results, "quiet": monitor.result(), "rule": a.rule,
                "argv": argv if argv is not None else sys.argv[1:]}  # fmt: skip
     write_json(a.out, payload)
     return payload
@@ -220,6 +246,7 @@ def _rows(results: dict[str, list[dict]], cfg: dict) -> list[dict]:
     base = ok.get("default") or next(iter(ok.values()))
     base_s = float(np.median([np.median(r["times"]) for r in base])) if base else float("nan")
     base_loss = np.asarray(base[0]["losses"]) if base else None
+    base_meds = [float(np.median(r["times"])) for r in base]
     rows = []
     for s, rs in ok.items():
         if not rs:
@@ -227,11 +254,16 @@ def _rows(results: dict[str, list[dict]], cfg: dict) -> list[dict]:
             continue
         meds = [float(np.median(r["times"])) for r in rs]
         step = float(np.median(meds))
+        # Paired by round (a set's process next to the default's); only when every round ran both.
+        paired = (paired_speedup(base_meds, meds) if len(meds) == len(base_meds)
+                  else (float("nan"),) * 3)  # fmt: skip
         rows.append({
             "flags": s,
             "step_s": step,
             "range_s": f"{min(meds):.3f}-{max(meds):.3f}",
             "vs_default": base_s / step,
+            "paired_speedup": paired[0],
+            "paired_ci": [paired[1], paired[2]],
             "tok_s": tokens / step,
             "max_loss_diff": float(np.max(np.abs(np.asarray(rs[0]["losses"]) - base_loss))),
             "compile_s": float(np.median([r["compile_s"] for r in rs])),
