@@ -80,8 +80,8 @@ def main(argv) -> None:
     logging.getLogger().setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietLibraries())
-    # Before anything starts JAX's backend: with JAXLVLM_KEEP_HOST_MEMORY=1 on a CPU run, freed host
-    # buffers stay in the process (jaxlvlm/host_memory.py).
+    # Before anything starts JAX's backend: on a CPU run freed host buffers stay in the process
+    # (jaxlvlm/host_memory.py; JAXLVLM_KEEP_HOST_MEMORY=0 turns it off).
     logging.info("host memory: %s", keep_freed_host_memory())
     try:
         run(_CONFIG.value, _WORKDIR.value)

@@ -34,7 +34,8 @@ def test_a_flag_is_adopted_only_when_faster_apart_and_exact(row, want):
     "block, name",
     [("xla-cpu-flags-threads", "xla_cpu_flags_threads.json"),
      ("xla-cpu-flags-zen4-width", "xla_cpu_flags_zen4_width.json"),
-     ("xla-cpu-flags-host-memory", "xla_cpu_flags_host_memory.json")],
+     ("xla-cpu-flags-host-memory", "xla_cpu_flags_host_memory.json"),
+     ("xla-cpu-flags-host-memory-paired", "xla_cpu_flags_host_memory_paired.json")],
 )  # fmt: skip
 def test_benchmarks_holds_the_generated_flag_blocks(block, name):
     assert_block_rendered(block, name, table, TOOL)

@@ -30,7 +30,7 @@ def main() -> None:
         print(f"usage: python -m tools.bench {{{','.join(FIGURES)}}} [args]")
         sys.exit(2)
     # Measure jaxlvlm as `python -m jaxlvlm.main` runs it: the same host-memory setting
-    # (jaxlvlm/host_memory.py; JAXLVLM_KEEP_HOST_MEMORY=1 keeps freed buffers on a CPU run). Before
+    # (jaxlvlm/host_memory.py: on a CPU run freed buffers stay; JAXLVLM_KEEP_HOST_MEMORY=0). Before
     # any benchmark module can start JAX's backend.
     from jaxlvlm.host_memory import keep_freed_host_memory
 
