@@ -78,3 +78,13 @@ def test_the_block_reports_each_sets_kernel_work():
         "system CPU (host memory: applied); `env:X=0` 12 page faults and 0.010 s system CPU "
         "(host memory: disabled by X=0)."
     )
+
+
+def test_readme_holds_the_host_memory_block():
+    assert_block_rendered(
+        "xla-cpu-flags-host-memory-paired",
+        "xla_cpu_flags_host_memory_paired.json",
+        table,
+        TOOL,
+        doc="README.md",
+    )
