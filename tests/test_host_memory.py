@@ -20,13 +20,15 @@ _PROBE = textwrap.dedent(
     from jaxlvlm.host_memory import keep_freed_host_memory
     print("status:", keep_freed_host_memory())
     import jax, jax.numpy as jnp
-    x = jnp.ones((4096, 4096), jnp.float32)
-    f = jax.jit(lambda x: jnp.sum(jnp.tanh(x @ x) * jnp.exp(x)))
+    a, b = jnp.ones((4096, 64), jnp.float32), jnp.ones((64, 4096), jnp.float32)
+    c = jnp.ones((4096, 8), jnp.float32)
+    # The [4096, 4096] product (64 MB) is a temporary buffer: the second product reads it whole.
+    f = jax.jit(lambda a, b, c: jnp.sum(jnp.tanh(a @ b) @ c))
     for _ in range(2):
-        f(x).block_until_ready()
+        f(a, b, c).block_until_ready()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
-        f(x).block_until_ready()
+        f(a, b, c).block_until_ready()
     print("faults per call:", (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
     """
 )
