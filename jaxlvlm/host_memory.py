@@ -86,7 +86,7 @@ def status() -> str:
 
 def keep_freed_host_memory() -> str:
     """Applies the allocator settings above when they apply; returns what was done, for the log:
-    'applied', or why not ('disabled by ...', 'not a CPU run', 'not glibc', 'JAX backend already
+    'applied', or why not ('off (...)', 'not a CPU run ...', 'not glibc ...', 'JAX backend already
     started ...')."""
     global _status
     _status = _decide_and_apply()
@@ -94,8 +94,9 @@ def keep_freed_host_memory() -> str:
 
 
 def _decide_and_apply() -> str:
-    if os.environ.get(ENV, DEFAULT) != "1":
-        return f"off ({ENV}={os.environ.get(ENV, DEFAULT)})"
+    setting = os.environ.get(ENV, DEFAULT)
+    if setting != "1":
+        return f"off ({ENV}={setting})"
     if not sys.platform.startswith("linux"):
         return "not Linux (glibc's mallopt only)"
     if not cpu_backend_expected():

@@ -83,13 +83,20 @@ def softmax_attention(
     differentiated by JAX (jax.nn.softmax), the reference the hand-written backward is tested
     against; True: the hand-written backward.
     """
-    lq, lk = qh.shape[2] // groups, kh.shape[2]
     if not custom_vjp:
-        mask = visible(key_mask, lq, lk, causal, query_offset)
-        probs = jax.nn.softmax(_scores(qh, kh, mask, groups), axis=-1)
-        probs = probs.astype(vh.dtype).reshape(*qh.shape[:3], lk)
-        return jax.lax.dot_general(probs, vh, (((3,), (2,)), _BATCH))
+        out, _ = _forward(qh, kh, vh, key_mask, groups, causal, query_offset, jax.nn.softmax)
+        return out
     return _attention(qh, kh, vh, key_mask, groups, causal, query_offset)
+
+
+def _forward(qh, kh, vh, key_mask, groups, causal, query_offset, normalise):
+    """(out [B, K, G*Lq, D] in vh's dtype, probs [B, K, G*Lq, Lk] float32) with ``normalise``
+    turning the masked scores into probabilities along the last axis."""
+    lq, lk = qh.shape[2] // groups, kh.shape[2]
+    mask = visible(key_mask, lq, lk, causal, query_offset)
+    probs = normalise(_scores(qh, kh, mask, groups)).reshape(*qh.shape[:3], lk)
+    out = jax.lax.dot_general(probs.astype(vh.dtype), vh, (((3,), (2,)), _BATCH))
+    return out, probs
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
@@ -99,10 +106,7 @@ def _attention(qh, kh, vh, key_mask, groups, causal, query_offset):
 
 
 def _attention_fwd(qh, kh, vh, key_mask, groups, causal, query_offset):
-    lq, lk = qh.shape[2] // groups, kh.shape[2]
-    mask = visible(key_mask, lq, lk, causal, query_offset)
-    probs = _probs_reciprocal(_scores(qh, kh, mask, groups)).reshape(*qh.shape[:3], lk)
-    out = jax.lax.dot_general(probs.astype(vh.dtype), vh, (((3,), (2,)), _BATCH))
+    out, probs = _forward(qh, kh, vh, key_mask, groups, causal, query_offset, _probs_reciprocal)
     return out, (qh, kh, vh, key_mask, probs, out)
 
 

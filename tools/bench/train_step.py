@@ -183,20 +183,21 @@ def bench_config(
     jt, tt, ct, bt = [], [], [], []
     every = {"jax": [], "torch": []}
     kernel = {"jax": KernelCost(), "torch": KernelCost()}
+    per_block = max(1, iters // 2)
     with OthersMonitor() as monitor:
         for _ in range(2):
-            with kernel["jax"].over(max(1, iters // 2) + 1):
-                j = time_fn(jax_run, warmup=1, iters=max(1, iters // 2))
-            with kernel["torch"].over(max(1, iters // 2) + 1):
-                t = time_fn(torch_run, warmup=1, iters=max(1, iters // 2))
+            with kernel["jax"].over(per_block + 1):  # the warm-up step runs inside too
+                j = time_fn(jax_run, warmup=1, iters=per_block)
+            with kernel["torch"].over(per_block + 1):
+                t = time_fn(torch_run, warmup=1, iters=per_block)
             jt.append(j["median_s"])
             tt.append(t["median_s"])
             every["jax"] += j["times"]
             every["torch"] += t["times"]
             if chunk_run is not None:
-                ct.append(time_fn(chunk_run, warmup=1, iters=max(1, iters // 2))["median_s"])
+                ct.append(time_fn(chunk_run, warmup=1, iters=per_block)["median_s"])
             if bf16_run is not None:
-                bt.append(time_fn(bf16_run, warmup=1, iters=max(1, iters // 2))["median_s"])
+                bt.append(time_fn(bf16_run, warmup=1, iters=per_block)["median_s"])
     quiet = monitor.result()
     spreads = {side: spread(ts) for side, ts in every.items()}
     why = validity(quiet, spreads)

@@ -91,13 +91,13 @@ def kernel_cost_lines(runs, configs) -> list[str]:
     [range] over every run that recorded them, valid or not: the kernel's work does not depend on
     the load), and how the runs set host memory (jaxlvlm/host_memory.py)."""
     out = []
+    settings = sorted({run.get("machine", {}).get("host_memory", "not recorded")
+                       for _, run in runs})  # fmt: skip
     for c in configs:
         rows = [r for _, run in runs for r in run["rows"]
                 if r["config"] == c and "jax_page_faults_per_step" in r]  # fmt: skip
         if not rows:
             continue
-        settings = sorted({run.get("machine", {}).get("host_memory", "not recorded")
-                           for _, run in runs})  # fmt: skip
         out.append(
             f"{c}, kernel work per step over {len(rows)} runs (host memory: "
             f"{'; '.join(settings)}): minor page faults jaxlvlm "
