@@ -29,6 +29,12 @@ class KernelCost:
         self.system_s += after.ru_stime - before.ru_stime
         self.steps += steps
 
+    def add(self, faults: int, system_s: float, steps: int) -> None:
+        """Counts a block measured elsewhere (a worker process reports its own)."""
+        self.faults += faults
+        self.system_s += system_s
+        self.steps += steps
+
     @property
     def faults_per_step(self) -> float:
         return self.faults / self.steps if self.steps else float("nan")

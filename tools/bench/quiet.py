@@ -41,19 +41,36 @@ def _self_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a live process has used (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the command name (which may hold spaces, so split after its ')'): state is
+        # the first, utime and stime the 12th and 13th.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclasses.dataclass
 class OthersMonitor:
-    """with OthersMonitor() as m: ...; then m.result() -> {'others_share', 'steal_share', ...}."""
+    """with OthersMonitor(helpers=(pid,)) as m: ...; then m.result() -> {'others_share', ...}.
+
+    ``helpers``: the pids of live processes the benchmark itself runs (a PyTorch worker,
+    tools/bench/torch_worker.py); their CPU time counts as the benchmark's own, not others'.
+    """
 
     start: tuple = ()
     stop: tuple = ()
+    helpers: tuple = ()
+
+    def _own_cpu(self) -> float:
+        return _self_cpu() + sum(process_cpu(pid) for pid in self.helpers)
 
     def __enter__(self) -> OthersMonitor:
-        self.start = (*_proc_stat(), _self_cpu(), time.perf_counter(), os.getloadavg())
+        self.start = (*_proc_stat(), self._own_cpu(), time.perf_counter(), os.getloadavg())
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop = (*_proc_stat(), _self_cpu(), time.perf_counter(), os.getloadavg())
+        self.stop = (*_proc_stat(), self._own_cpu(), time.perf_counter(), os.getloadavg())
 
     def result(self) -> dict:
         (b0, s0, t0, me0, w0, l0), (b1, s1, t1, me1, w1, l1) = self.start, self.stop

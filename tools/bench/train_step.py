@@ -6,7 +6,14 @@ global-norm clipping. Reports tokens/s of each, their ratio, and jaxlvlm's model
 against this machine's measured fp32 matmul peak (measured in the same run).
 
 python -m tools.bench train_step --configs tiny,small,medium [--iters 5] [--loss-chunk 64]
-    [--out bench_results/train_step.json]
+    [--torch-process own|shared] [--torch-kept-memory] [--out bench_results/train_step.json]
+
+PyTorch runs in its own worker process by default (tools/bench/torch_worker.py), timed in blocks
+interleaved with jaxlvlm's, so each framework has its own process and allocator as its users run
+it. --torch-process shared runs it in this process instead (how runs before 2026-12-07 18:00 UTC
+were taken: PyTorch then shared jaxlvlm's allocator arena and host-memory setting).
+--torch-kept-memory adds a side: PyTorch in a second worker with jaxlvlm's host-memory setting
+(jaxlvlm/host_memory.py) applied, reported as torch_kept_* columns and speedup_vs_torch_kept.
 
 --loss-chunk N > 0 adds a third side, jaxlvlm with config.train.loss_chunk=N (chunked LM head +
 cross-entropy), timed interleaved with the other two and reported as jax_chunk_* columns, with the
@@ -19,14 +26,16 @@ is against the same fp32 peak (the bf16 matmul peak here is about 1.8x that).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 
 import numpy as np
 
 from tools.bench.common import BENCH_CONFIGS, print_table, time_fn, write_json
-from tools.bench.hf_reference import build_torch_llava, make_inputs, save_torch_llava
+from tools.bench.hf_reference import make_inputs
 from tools.bench.kernel_cost import KernelCost
 from tools.bench.quiet import OthersMonitor, spread, theoretical_fp32_peak, validity
+from tools.bench.torch_worker import TorchSide, TorchWorker
 
 LR = 1e-4
 MAX_GRAD_NORM = 1.0
@@ -155,19 +164,26 @@ def torch_train_step(model, inputs: dict):
 
 
 def bench_config(
-    name: str, iters: int, peak_flops: float, loss_chunk: int = 0, bf16: bool = False
+    name: str,
+    iters: int,
+    peak_flops: float,
+    torch_sides: dict,
+    loss_chunk: int = 0,
+    bf16: bool = False,
 ) -> dict:
+    """One config, every side timed interleaved: jaxlvlm, then each PyTorch side in
+    ``torch_sides`` ({'torch': side, optionally 'torch_kept': side}, each a TorchWorker or a
+    TorchSide, tools/bench/torch_worker.py). 'torch' builds and saves the model jaxlvlm loads."""
     from jaxlvlm.train.flops import train_step_flops
 
     cfg_dict = BENCH_CONFIGS[name]
-    torch_model = build_torch_llava(cfg_dict)
-    n_params = sum(p.numel() for p in torch_model.parameters())
     inputs = make_inputs(cfg_dict)
     batch = jax_batch(inputs)
     tokens = int(np.prod(batch["input_ids"].shape))
     chunk_run = None
     with tempfile.TemporaryDirectory() as d:
-        save_torch_llava(torch_model, d)
+        n_params = {side: s.build(name, d if side == "torch" else None)
+                    for side, s in torch_sides.items()}  # fmt: skip
         jax_run, lvlm_cfg, compile_s, jax_loss0, jax_mem = jax_train_step(d, batch)
         if loss_chunk > 0:
             chunk_run, _, chunk_compile_s, chunk_loss0, chunk_mem = jax_train_step(
@@ -178,22 +194,24 @@ def bench_config(
             bf16_run, _, _, bf16_loss0, bf16_mem = jax_train_step(
                 d, batch, {"compute_dtype": "bfloat16"}
             )
-    torch_run, torch_loss0 = torch_train_step(torch_model, inputs)
-    # Interleave the sides so machine noise hits all alike; watch what else uses the CPU meanwhile.
-    jt, tt, ct, bt = [], [], [], []
-    every = {"jax": [], "torch": []}
-    kernel = {"jax": KernelCost(), "torch": KernelCost()}
+    first_loss = {side: s.prepare() for side, s in torch_sides.items()}
+    # Interleave the sides so machine noise hits all alike; watch what else uses the CPU meanwhile
+    # (a worker process's CPU time is the benchmark's own).
+    jt, ct, bt = [], [], []
+    every = {"jax": [], **{side: [] for side in torch_sides}}
+    kernel = {side: KernelCost() for side in every}
     per_block = max(1, iters // 2)
-    with OthersMonitor() as monitor:
+    helpers = tuple(s.pid for s in torch_sides.values() if s.pid is not None)
+    with OthersMonitor(helpers=helpers) as monitor:
         for _ in range(2):
             with kernel["jax"].over(per_block + 1):  # the warm-up step runs inside too
                 j = time_fn(jax_run, warmup=1, iters=per_block)
-            with kernel["torch"].over(per_block + 1):
-                t = time_fn(torch_run, warmup=1, iters=per_block)
             jt.append(j["median_s"])
-            tt.append(t["median_s"])
             every["jax"] += j["times"]
-            every["torch"] += t["times"]
+            for side, s in torch_sides.items():
+                t = s.steps(warmup=1, iters=per_block)
+                kernel[side].add(t["faults"], t["system_s"], t["steps"])
+                every[side] += t["times"]
             if chunk_run is not None:
                 ct.append(time_fn(chunk_run, warmup=1, iters=per_block)["median_s"])
             if bf16_run is not None:
@@ -201,22 +219,39 @@ def bench_config(
     quiet = monitor.result()
     spreads = {side: spread(ts) for side, ts in every.items()}
     why = validity(quiet, spreads)
-    jax_s, torch_s = float(np.median(every["jax"])), float(np.median(every["torch"]))
+    step_s = {side: float(np.median(ts)) for side, ts in every.items()}
+    jax_s, torch_s = step_s["jax"], step_s["torch"]
     flops = train_step_flops(lvlm_cfg, batch["input_ids"].shape[0], batch["input_ids"].shape[1], 1)
     extra = {}
+    if "torch_kept" in torch_sides:
+        kept_s = step_s["torch_kept"]
+        extra = {
+            "torch_kept_host_memory": torch_sides["torch_kept"].host_memory,
+            "torch_kept_step_s": kept_s,
+            "torch_kept_tok_s": tokens / kept_s,
+            "speedup_vs_torch_kept": kept_s / jax_s,
+            "torch_kept_mfu": flops / kept_s / peak_flops,
+            "first_loss_torch_kept": first_loss["torch_kept"],
+            "torch_kept_times_s": every["torch_kept"],
+            "torch_kept_page_faults_per_step": kernel["torch_kept"].faults_per_step,
+            "torch_kept_system_s_per_step": kernel["torch_kept"].system_s_per_step,
+            "torch_kept_spread": spreads["torch_kept"],
+        }
     if chunk_run is not None:
         chunk_s = float(np.median(ct))
-        extra = {
-            "loss_chunk": loss_chunk,
-            "jax_chunk_step_s": chunk_s,
-            "jax_chunk_tok_s": tokens / chunk_s,
-            "chunk_speedup": torch_s / chunk_s,
-            "chunk_vs_plain": jax_s / chunk_s,
-            "jax_chunk_mfu": flops / chunk_s / peak_flops,
-            "jax_chunk_compile_s": chunk_compile_s,
-            "first_loss_jax_chunk": chunk_loss0,
-            "jax_chunk_peak_mem_MiB": chunk_mem / 2**20,
-        }
+        extra.update(
+            {
+                "loss_chunk": loss_chunk,
+                "jax_chunk_step_s": chunk_s,
+                "jax_chunk_tok_s": tokens / chunk_s,
+                "chunk_speedup": torch_s / chunk_s,
+                "chunk_vs_plain": jax_s / chunk_s,
+                "jax_chunk_mfu": flops / chunk_s / peak_flops,
+                "jax_chunk_compile_s": chunk_compile_s,
+                "first_loss_jax_chunk": chunk_loss0,
+                "jax_chunk_peak_mem_MiB": chunk_mem / 2**20,
+            }
+        )
     if bf16_run is not None:
         bf16_s = float(np.median(bt))
         extra.update(
@@ -232,9 +267,11 @@ def bench_config(
         )
     return {
         "config": name,
-        "params_M": n_params / 1e6,
+        "params_M": n_params["torch"] / 1e6,
         "batch": batch["input_ids"].shape[0],
         "seq": batch["input_ids"].shape[1],
+        "torch_process": "own" if torch_sides["torch"].pid is not None else "shared",
+        "torch_host_memory": torch_sides["torch"].host_memory,
         "jax_step_s": jax_s,
         "torch_step_s": torch_s,
         "jax_tok_s": tokens / jax_s,
@@ -245,7 +282,7 @@ def bench_config(
         "torch_mfu": flops / torch_s / peak_flops,
         "jax_compile_s": compile_s,
         "first_loss_jax": jax_loss0,
-        "first_loss_torch": torch_loss0,
+        "first_loss_torch": first_loss["torch"],
         "jax_peak_mem_MiB": jax_mem / 2**20,
         "jax_times_s": every["jax"],
         "torch_times_s": every["torch"],
@@ -262,30 +299,62 @@ def bench_config(
     }
 
 
+@contextlib.contextmanager
+def torch_sides(process: str, kept_memory: bool):
+    """Yields the PyTorch sides for --torch-process/--torch-kept-memory, {'torch': side,
+    optionally 'torch_kept': side}, and closes them (and their worker processes) after."""
+    if process == "shared" and kept_memory:
+        raise SystemExit(
+            "--torch-kept-memory needs --torch-process own: in a shared process PyTorch already "
+            "has whatever host-memory setting jaxlvlm applied"
+        )
+    with contextlib.ExitStack() as stack:
+        if process == "own":
+            sides = {"torch": stack.enter_context(TorchWorker())}
+            if kept_memory:
+                sides["torch_kept"] = stack.enter_context(TorchWorker(keep_host_memory=True))
+        else:
+            import torch
+
+            torch.set_num_threads(max(1, torch.get_num_threads()))
+            sides = {"torch": stack.enter_context(TorchSide())}
+        yield sides
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--configs", default="tiny,small,medium")
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--loss-chunk", type=int, default=0)
     p.add_argument("--bf16", action="store_true")
+    p.add_argument(
+        "--torch-process",
+        choices=("own", "shared"),
+        default="own",
+        help="own: PyTorch runs in its own worker process, as its users run it (default); "
+        "shared: in this process, sharing its allocator and host-memory setting with jaxlvlm",
+    )
+    p.add_argument(
+        "--torch-kept-memory",
+        action="store_true",
+        help="add a side: PyTorch in its own process with jaxlvlm's host-memory setting applied",
+    )
     p.add_argument("--out", default="bench_results/train_step.json")
     args = p.parse_args(argv)
-    import torch
+    from tools.bench.matmul_peak import measure_matmul_peak
 
-    from tools.bench.matmul_peak import measure_matmul_peak, measure_torch_matmul_peak
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    # The MFU denominator: the faster of the two frameworks' own 2048^3 fp32 matmuls, measured now.
-    peaks = {
-        "jax": measure_matmul_peak(2048, "float32"),
-        "torch": measure_torch_matmul_peak(2048),
-    }
-    peak = max(peaks.values())
+    with torch_sides(args.torch_process, args.torch_kept_memory) as sides:
+        # The MFU denominator: the faster of the two frameworks' own 2048^3 fp32 matmuls, now.
+        peaks = {
+            "jax": measure_matmul_peak(2048, "float32"),
+            "torch": sides["torch"].peak(2048),
+        }
+        peak = max(peaks.values())
+        rows = [
+            bench_config(n, args.iters, peak, sides, args.loss_chunk, args.bf16)
+            for n in args.configs.split(",")
+        ]
     theory = theoretical_fp32_peak()
-    rows = [
-        bench_config(n, args.iters, peak, args.loss_chunk, args.bf16)
-        for n in args.configs.split(",")
-    ]
     print(
         f"fp32 matmul 2048: JAX {peaks['jax'] / 1e9:.1f}, PyTorch {peaks['torch'] / 1e9:.1f} "
         f"GFLOP/s (MFU against {peak / 1e9:.1f}); nominal peak {theory.get('flops', 0) / 1e9:.1f} "
@@ -305,6 +374,7 @@ def main(argv=None) -> dict:
             "jax_tok_s",
             "torch_tok_s",
             "speedup",
+            "torch_process",
             "jax_mfu",
             "torch_mfu",
             "jax_spread",
@@ -314,6 +384,11 @@ def main(argv=None) -> dict:
             "first_loss_torch",
             "jax_peak_mem_MiB",
         ]
+        + (
+            ["torch_kept_tok_s", "speedup_vs_torch_kept", "torch_kept_spread"]
+            if args.torch_kept_memory
+            else []
+        )
         + (
             [
                 "jax_chunk_tok_s",

@@ -78,12 +78,37 @@ def table(paths: list[str]) -> list[str]:
         )  # fmt: skip
         + ".",
     ]
+    lines += own_process_lines(runs, configs)
     lines += kernel_cost_lines(runs, configs)
     if on_host(host):
         lines += ["", f"Host: {host}."]
     if invalid:
         lines += ["", "Runs marked invalid by the tool (not in the figures above):", "", *invalid]
     return lines
+
+
+def own_process_lines(runs, configs) -> list[str]:
+    """Where PyTorch ran (runs from 2026-12-07 18:00 UTC record it: tools/bench/torch_worker.py),
+    and, for runs with the --torch-kept-memory side, per config the ratio against PyTorch in its
+    own process with jaxlvlm's host-memory setting (median [range] over the valid runs)."""
+    where = sorted({r["torch_process"] for _, run in runs for r in run["rows"]
+                    if "torch_process" in r})  # fmt: skip
+    if not where:
+        return []
+    names = {"own": "its own process (as its users run it)",
+             "shared": "jaxlvlm's process (sharing its allocator and host-memory setting)"}  # fmt: skip
+    out = ["", "PyTorch ran in " + " and ".join(names[w] for w in where) + "."]
+    for c in configs:
+        ok = [r for _, run in runs for r in run["rows"]
+              if r["config"] == c and r.get("valid") and "speedup_vs_torch_kept" in r]  # fmt: skip
+        if ok:
+            out.append(
+                f"{c}, against PyTorch in its own process with jaxlvlm's host-memory setting "
+                f"({len(ok)} valid runs): PyTorch "
+                f"{_range([r['torch_kept_tok_s'] for r in ok], '{:,.0f}')} tok/s, ratio "
+                f"{_range([r['speedup_vs_torch_kept'] for r in ok], '{:.2f}x')}."
+            )
+    return out
 
 
 def kernel_cost_lines(runs, configs) -> list[str]:
@@ -104,7 +129,15 @@ def kernel_cost_lines(runs, configs) -> list[str]:
             f"{_range([r['jax_page_faults_per_step'] for r in rows], '{:,.0f}')}, PyTorch "
             f"{_range([r['torch_page_faults_per_step'] for r in rows], '{:,.0f}')}; system CPU "
             f"seconds jaxlvlm {_range([r['jax_system_s_per_step'] for r in rows], '{:.3f}')}, "
-            f"PyTorch {_range([r['torch_system_s_per_step'] for r in rows], '{:.3f}')}."
+            f"PyTorch {_range([r['torch_system_s_per_step'] for r in rows], '{:.3f}')}"
+            + (
+                "; PyTorch with jaxlvlm's setting: faults "
+                f"{_range([r['torch_kept_page_faults_per_step'] for r in kept], '{:,.0f}')}, "
+                f"system seconds "
+                f"{_range([r['torch_kept_system_s_per_step'] for r in kept], '{:.3f}')}."
+                if (kept := [r for r in rows if "torch_kept_page_faults_per_step" in r])
+                else "."
+            )
         )
     return ["", *out] if out else []
 
