@@ -92,13 +92,19 @@ def spread(times) -> float:
     return (ts[-1] - ts[0]) / ts[len(ts) // 2] if ts else float("nan")
 
 
-def validity(monitor: dict, spreads: dict[str, float]) -> list[str]:
-    """Why a run cannot be trusted ([] = valid)."""
+def machine_load_reasons(monitor: dict) -> list[str]:
+    """Why the machine was not quiet during a run ([] = quiet): others' CPU or the hypervisor's."""
     why = []
     if not monitor["others_share"] <= OTHERS_MAX:
         why.append(f"other processes used {monitor['others_share']:.0%} of the CPU")
     if monitor["steal_share"] > STEAL_MAX:
         why.append(f"the hypervisor stole {monitor['steal_share']:.0%} of the CPU")
+    return why
+
+
+def validity(monitor: dict, spreads: dict[str, float]) -> list[str]:
+    """Why a run cannot be trusted ([] = valid): a loaded machine, or a side's spread."""
+    why = machine_load_reasons(monitor)
     for side, s in spreads.items():
         if not s <= SPREAD_MAX:
             why.append(f"{side}'s step times spread {s:.0%} (max - min over median)")

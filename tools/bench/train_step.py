@@ -14,6 +14,9 @@ it. --torch-process shared runs it in this process instead (how runs before 2026
 were taken: PyTorch then shared jaxlvlm's allocator arena and host-memory setting).
 --torch-kept-memory adds a side: PyTorch in a second worker with jaxlvlm's host-memory setting
 (jaxlvlm/host_memory.py) applied, reported as torch_kept_* columns and speedup_vs_torch_kept.
+--rounds R (default 2) times R rounds of one block per side; every run records the paired ratio
+(geometric mean over rounds of PyTorch's block median over jaxlvlm's) with its 95% bootstrap
+interval over the rounds and the rounds jaxlvlm won, against each PyTorch side.
 
 --loss-chunk N > 0 adds a third side, jaxlvlm with config.train.loss_chunk=N (chunked LM head +
 cross-entropy), timed interleaved with the other two and reported as jax_chunk_* columns, with the
@@ -34,7 +37,14 @@ import numpy as np
 from tools.bench.common import BENCH_CONFIGS, print_table, time_fn, write_json
 from tools.bench.hf_reference import make_inputs
 from tools.bench.kernel_cost import KernelCost
-from tools.bench.quiet import OthersMonitor, spread, theoretical_fp32_peak, validity
+from tools.bench.quiet import (
+    OthersMonitor,
+    machine_load_reasons,
+    spread,
+    theoretical_fp32_peak,
+    validity,
+)
+from tools.bench.step_ab import paired_speedup
 from tools.bench.torch_worker import TorchSide, TorchWorker
 
 LR = 1e-4
@@ -170,10 +180,12 @@ def bench_config(
     torch_sides: dict,
     loss_chunk: int = 0,
     bf16: bool = False,
+    rounds: int = 2,
 ) -> dict:
-    """One config, every side timed interleaved: jaxlvlm, then each PyTorch side in
-    ``torch_sides`` ({'torch': side, optionally 'torch_kept': side}, each a TorchWorker or a
-    TorchSide, tools/bench/torch_worker.py). 'torch' builds and saves the model jaxlvlm loads."""
+    """One config, every side timed interleaved: ``rounds`` rounds, each one block per side
+    (jaxlvlm, then each PyTorch side in ``torch_sides``: {'torch': side, optionally 'torch_kept':
+    side}, each a TorchWorker or a TorchSide, tools/bench/torch_worker.py) of one warm-up step and
+    max(1, iters // rounds) timed steps. 'torch' builds and saves the model jaxlvlm loads."""
     from jaxlvlm.train.flops import train_step_flops
 
     cfg_dict = BENCH_CONFIGS[name]
@@ -197,21 +209,23 @@ def bench_config(
     first_loss = {side: s.prepare() for side, s in torch_sides.items()}
     # Interleave the sides so machine noise hits all alike; watch what else uses the CPU meanwhile
     # (a worker process's CPU time is the benchmark's own).
-    jt, ct, bt = [], [], []
+    ct, bt = [], []
     every = {"jax": [], **{side: [] for side in torch_sides}}
+    block_medians = {side: [] for side in every}
     kernel = {side: KernelCost() for side in every}
-    per_block = max(1, iters // 2)
+    per_block = max(1, iters // rounds)
     helpers = tuple(s.pid for s in torch_sides.values() if s.pid is not None)
     with OthersMonitor(helpers=helpers) as monitor:
-        for _ in range(2):
+        for _ in range(rounds):
             with kernel["jax"].over(per_block + 1):  # the warm-up step runs inside too
                 j = time_fn(jax_run, warmup=1, iters=per_block)
-            jt.append(j["median_s"])
             every["jax"] += j["times"]
+            block_medians["jax"].append(j["median_s"])
             for side, s in torch_sides.items():
                 t = s.steps(warmup=1, iters=per_block)
                 kernel[side].add(t["faults"], t["system_s"], t["steps"])
                 every[side] += t["times"]
+                block_medians[side].append(float(np.median(t["times"])))
             if chunk_run is not None:
                 ct.append(time_fn(chunk_run, warmup=1, iters=per_block)["median_s"])
             if bf16_run is not None:
@@ -223,6 +237,9 @@ def bench_config(
     jax_s, torch_s = step_s["jax"], step_s["torch"]
     flops = train_step_flops(lvlm_cfg, batch["input_ids"].shape[0], batch["input_ids"].shape[1], 1)
     extra = {}
+    for side in torch_sides:
+        extra.update(paired_ratio(block_medians[side], block_medians["jax"],
+                                  "" if side == "torch" else f"_vs_{side}"))  # fmt: skip
     if "torch_kept" in torch_sides:
         kept_s = step_s["torch_kept"]
         extra = {
@@ -292,11 +309,25 @@ def bench_config(
         "torch_system_s_per_step": kernel["torch"].system_s_per_step,
         "jax_spread": spreads["jax"],
         "torch_spread": spreads["torch"],
+        "rounds": rounds,
+        "steps_per_block": per_block,
+        "block_medians_s": block_medians,
         "machine": quiet,
+        "machine_quiet": not machine_load_reasons(quiet),
         "valid": not why,
         "invalid_because": why,
         **extra,
     }
+
+
+def paired_ratio(torch_medians: list[float], jax_medians: list[float], suffix: str) -> dict:
+    """The paired ratio of one PyTorch side to jaxlvlm over the rounds: the geometric mean of
+    PyTorch's block median over jaxlvlm's in the same round, its 95% bootstrap interval over the
+    rounds (step_ab.paired_speedup), and the rounds jaxlvlm was faster in. Keys end in ``suffix``."""
+    mean, low, high = paired_speedup(torch_medians, jax_medians)
+    wins = sum(t > j for t, j in zip(torch_medians, jax_medians, strict=True))
+    return {f"paired_speedup{suffix}": mean, f"paired_ci{suffix}": [low, high],
+            f"round_wins{suffix}": int(wins)}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -325,6 +356,13 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--configs", default="tiny,small,medium")
     p.add_argument("--iters", type=int, default=6)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of interleaved blocks (each side one warm-up + iters // rounds timed steps "
+        "per round); the paired ratio's interval is over the rounds",
+    )
     p.add_argument("--loss-chunk", type=int, default=0)
     p.add_argument("--bf16", action="store_true")
     p.add_argument(
@@ -351,7 +389,7 @@ def main(argv=None) -> dict:
         }
         peak = max(peaks.values())
         rows = [
-            bench_config(n, args.iters, peak, sides, args.loss_chunk, args.bf16)
+            bench_config(n, args.iters, peak, sides, args.loss_chunk, args.bf16, args.rounds)
             for n in args.configs.split(",")
         ]
     theory = theoretical_fp32_peak()
@@ -374,6 +412,8 @@ def main(argv=None) -> dict:
             "jax_tok_s",
             "torch_tok_s",
             "speedup",
+            "paired_speedup",
+            "round_wins",
             "torch_process",
             "jax_mfu",
             "torch_mfu",

@@ -79,6 +79,7 @@ def table(paths: list[str]) -> list[str]:
         + ".",
     ]
     lines += own_process_lines(runs, configs)
+    lines += paired_lines(runs, configs)
     lines += kernel_cost_lines(runs, configs)
     if on_host(host):
         lines += ["", f"Host: {host}."]
@@ -104,10 +105,64 @@ def own_process_lines(runs, configs) -> list[str]:
         if ok:
             out.append(
                 f"{c}, against PyTorch in its own process with jaxlvlm's host-memory setting "
-                f"({len(ok)} valid runs): PyTorch "
+                f"({len(ok)} valid run{'' if len(ok) == 1 else 's'}): PyTorch "
                 f"{_range([r['torch_kept_tok_s'] for r in ok], '{:,.0f}')} tok/s, ratio "
                 f"{_range([r['speedup_vs_torch_kept'] for r in ok], '{:.2f}x')}."
             )
+    return out
+
+
+# The paired rule (BENCHMARKS.md, question 16): at least this many runs on a quiet machine, each
+# with its 95% paired interval above 1.00.
+PAIRED_MIN_QUIET_RUNS = 2
+BASELINES = (("", "PyTorch as shipped"), ("_vs_torch_kept", "PyTorch with jaxlvlm's setting"))
+
+
+def paired_verdict(rows: list[dict], suffix: str = "") -> str:
+    """The paired rule over one config's runs against one baseline: 'met' when at least
+    PAIRED_MIN_QUIET_RUNS runs had a quiet machine and every quiet run's interval lies above 1.00;
+    'not met' when a quiet run's interval lies below 1.00; else 'undecided' (with why)."""
+    quiet = [r for r in rows if r.get("machine_quiet")]
+    lows = [r[f"paired_ci{suffix}"][0] for r in quiet]
+    highs = [r[f"paired_ci{suffix}"][1] for r in quiet]
+    if any(h < 1.0 for h in highs):
+        return "not met (a quiet run's interval lies below 1.00)"
+    if len(quiet) < PAIRED_MIN_QUIET_RUNS:
+        return f"undecided ({len(quiet)} quiet runs, {PAIRED_MIN_QUIET_RUNS} needed)"
+    if all(low > 1.0 for low in lows):
+        return f"met ({len(quiet)} quiet runs, every interval above 1.00)"
+    return "undecided (a quiet run's interval contains 1.00)"
+
+
+def paired_lines(runs, configs) -> list[str]:
+    """For runs of more than 2 rounds (--rounds): each run's paired ratio against each PyTorch side
+    with its 95% interval and rounds won, whether the machine was quiet (the spread check does not
+    enter: the interval carries the noise), and the paired rule's verdict per config."""
+    out = []
+    for c in configs:
+        rows = [(name, r) for name, run in runs for r in run["rows"]
+                if r["config"] == c and r.get("rounds", 2) > 2]  # fmt: skip
+        if not rows:
+            continue
+        out.append("")
+        for name, r in rows:
+            load = "quiet" if r.get("machine_quiet") else "loaded"
+            parts = [
+                f"{label} {r[f'paired_speedup{sfx}']:.3f}x [{r[f'paired_ci{sfx}'][0]:.3f}-"
+                f"{r[f'paired_ci{sfx}'][1]:.3f}], faster in {r[f'round_wins{sfx}']} of "
+                f"{r['rounds']} rounds"
+                for sfx, label in BASELINES
+                if f"paired_speedup{sfx}" in r
+            ]
+            out.append(
+                f"- {name} {c}, {r['rounds']} rounds of {r['steps_per_block']} steps, machine "
+                f"{load} (others' CPU {100 * r['machine']['others_share']:.1f}%): paired ratio "
+                "against " + "; against ".join(parts) + "."
+            )
+        for sfx, label in BASELINES:
+            if all(f"paired_speedup{sfx}" in r for _, r in rows):
+                verdict = paired_verdict([r for _, r in rows], sfx)
+                out.append(f"- {c}, paired rule against {label}: {verdict}.")
     return out
 
 
