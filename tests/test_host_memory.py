@@ -30,18 +30,20 @@ _PROBE = textwrap.dedent(
     for _ in range(3):
         f(a, b, c).block_until_ready()
     print("faults per call:", (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+    print("result:", f(a, b, c).item().hex())
     """
 )
 
 
-def _probe(env_value: str) -> tuple[str, float]:
+def _probe(env_value: str) -> tuple[str, float, str]:
     env = dict(os.environ, JAX_PLATFORMS="cpu", **{host_memory.ENV: env_value})
     out = subprocess.run(
         [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
     ).stdout
     status = next(x for x in out.splitlines() if x.startswith("status:")).split(": ", 1)[1]
     faults = float(next(x for x in out.splitlines() if x.startswith("faults")).split(": ")[1])
-    return status, faults
+    result = next(x for x in out.splitlines() if x.startswith("result:")).split(": ", 1)[1]
+    return status, faults, result
 
 
 def test_on_by_default_and_off_when_asked(monkeypatch):
@@ -53,14 +55,16 @@ def test_on_by_default_and_off_when_asked(monkeypatch):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux)")
 def test_kept_memory_is_not_faulted_in_again_each_call():
-    status_on, faults_on = _probe("1")
-    status_off, faults_off = _probe("0")
+    status_on, faults_on, result_on = _probe("1")
+    status_off, faults_off, result_off = _probe("0")
     assert status_on == "applied"
     assert status_off == f"off ({host_memory.ENV}=0)"
     # Without the settings each call maps its 64 MB buffers afresh (thousands of 4 KiB pages);
     # with them the pages of the first calls are reused.
     assert faults_off > 10_000, faults_off
     assert faults_on < faults_off / 20, (faults_on, faults_off)
+    # Where the buffers live does not touch the arithmetic: the same result to the last bit.
+    assert result_on == result_off
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ BLOCKS_RUNS = _runs("train_step_zen4_blocks")  # with 4 causal query blocks, Zen
 TABLES_RUNS = _runs("train_step_zen4_vjp")  # with the RoPE tables (question 11), Zen 4 host
 HOST_MEMORY_RUNS = _runs("train_step_zen4_host_memory")  # and kept host memory (questions 12, 14)
 OWN_PROCESS_RUNS = _runs("train_step_zen4_own_process")  # PyTorch in its own process (question 15)
+PAIRED_RUNS = _runs("train_step_zen4_paired")  # ten paired rounds per run (question 16)
 
 
 def test_invalid_runs_are_left_out_and_listed():
@@ -41,10 +42,11 @@ def test_benchmarks_and_readme_hold_the_generated_tables():
             ("train-step-zen4-vjp", TABLES_RUNS),
             ("train-step-zen4-host-memory", HOST_MEMORY_RUNS),
             ("train-step-zen4-own-process", OWN_PROCESS_RUNS),
+            ("train-step-zen4-paired", PAIRED_RUNS),
         ],
         "README.md": [
             ("train-step-layouts", LAYOUT_RUNS),
-            ("train-step-zen4-host-memory", HOST_MEMORY_RUNS),
+            ("train-step-zen4-paired", PAIRED_RUNS),
         ],
     }
     for doc, wanted in blocks.items():
@@ -57,46 +59,59 @@ def test_benchmarks_and_readme_hold_the_generated_tables():
             )
 
 
-def _paired_row(low, high, quiet=True, kept=None):
-    row = {"config": "small", "rounds": 10, "steps_per_block": 2, "machine_quiet": quiet,
-           "machine": {"others_share": 0.004 if quiet else 0.3},
-           "paired_speedup": (low + high) / 2, "paired_ci": [low, high], "round_wins": 9}  # fmt: skip
-    if kept:
-        row.update(paired_speedup_vs_torch_kept=sum(kept) / 2, paired_ci_vs_torch_kept=list(kept),
-                   round_wins_vs_torch_kept=6)  # fmt: skip
-    return row
+def _paired_row(torch, jax=2.0, quiet=True, kept=None):
+    """A 10-round run: block medians of jaxlvlm (constant ``jax``), PyTorch and PyTorch kept."""
+    medians = {"jax": [jax] * 10, "torch": list(torch)}
+    if kept is not None:
+        medians["torch_kept"] = list(kept)
+    return {"config": "small", "rounds": 10, "steps_per_block": 2, "machine_quiet": quiet,
+            "machine": {"others_share": 0.004 if quiet else 0.3}, "block_medians_s": medians}  # fmt: skip
+
+
+def _result(low, high):
+    return {"paired_speedup": (low + high) / 2, "paired_ci": [low, high], "round_wins": 5}
 
 
 def test_paired_rule_needs_two_quiet_runs_whose_intervals_clear_one():
-    assert T.paired_verdict([_paired_row(1.05, 1.2), _paired_row(1.02, 1.1)]).startswith("met")
+    v = T.paired_verdict
+    assert v([(True, _result(1.05, 1.2)), (True, _result(1.02, 1.1))]).startswith("met")
     # A loaded run does not count, whatever its interval says.
-    loaded = _paired_row(0.5, 0.6, quiet=False)
-    assert T.paired_verdict([_paired_row(1.05, 1.2), loaded]).startswith("undecided (1 quiet")
-    assert T.paired_verdict([_paired_row(1.05, 1.2), _paired_row(0.97, 1.1)]) == (
+    assert v([(True, _result(1.05, 1.2)), (False, _result(0.5, 0.6))]).startswith(
+        "undecided (1 quiet"
+    )
+    assert v([(True, _result(1.05, 1.2)), (True, _result(0.97, 1.1))]) == (
         "undecided (a quiet run's interval contains 1.00)"
     )
-    assert T.paired_verdict([_paired_row(1.05, 1.2), _paired_row(0.9, 0.98)]).startswith("not met")
-    assert T.paired_verdict([_paired_row(0.9, 0.98)]).startswith("not met")  # even alone
+    assert v([(True, _result(1.05, 1.2)), (True, _result(0.9, 0.98))]).startswith("not met")
+    assert v([(True, _result(0.9, 0.98))]).startswith("not met")  # even alone
 
 
-def test_paired_lines_report_each_run_and_each_baselines_verdict():
-    runs = [("run1.json", {"rows": [_paired_row(1.05, 1.2, kept=(0.98, 1.08))]}),
-            ("run2.json", {"rows": [_paired_row(1.04, 1.1, kept=(1.01, 1.05))]}),
+def test_paired_lines_are_computed_from_the_runs_block_medians():
+    steady = [2.2] * 10  # PyTorch 10% slower in every round
+    mixed = [2.1, 1.9] * 5  # PyTorch ahead in half the rounds, behind in the others
+    runs = [("run1.json", {"rows": [_paired_row(steady, kept=mixed)]}),
+            ("run2.json", {"rows": [_paired_row(steady, kept=mixed)]}),
             ("old.json", {"rows": [{"config": "small"}]})]  # fmt: skip
     lines = T.paired_lines(runs, ["small", "tiny"])
     assert lines[0] == ""
-    assert lines[1] == (
+    assert lines[1].startswith(
         "- run1.json small, 10 rounds of 2 steps, machine quiet (others' CPU 0.4%): paired ratio "
-        "against PyTorch as shipped 1.125x [1.050-1.200], faster in 9 of 10 rounds; against "
-        "PyTorch with jaxlvlm's setting 1.030x [0.980-1.080], faster in 6 of 10 rounds."
+        "against PyTorch as shipped 1.100x [1.100-1.100], faster in 10 of 10 rounds; against "
+        "PyTorch with jaxlvlm's setting 0.999x ["
     )
-    assert (
-        lines[3]
-        == "- small, paired rule against PyTorch as shipped: met (2 quiet runs, every interval above 1.00)."
+    assert lines[1].endswith("faster in 5 of 10 rounds.")
+    assert lines[3] == (
+        "- small, paired rule against PyTorch as shipped: met (2 quiet runs, every interval "
+        "above 1.00)."
     )
     assert lines[4] == (
         "- small, paired rule against PyTorch with jaxlvlm's setting: undecided (a quiet run's "
         "interval contains 1.00)."
     )
     assert len(lines) == 5
+    slower = [("run1.json", {"rows": [_paired_row([1.8] * 10)]})]
+    assert T.paired_lines(slower, ["small"])[-1] == (
+        "- small, paired rule against PyTorch as shipped: not met (a quiet run's interval lies "
+        "below 1.00)."
+    )
     assert T.paired_lines([("old.json", {"rows": [{"config": "small"}]})], ["small"]) == []

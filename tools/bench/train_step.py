@@ -242,7 +242,7 @@ def bench_config(
                                   "" if side == "torch" else f"_vs_{side}"))  # fmt: skip
     if "torch_kept" in torch_sides:
         kept_s = step_s["torch_kept"]
-        extra = {
+        extra |= {
             "torch_kept_host_memory": torch_sides["torch_kept"].host_memory,
             "torch_kept_step_s": kept_s,
             "torch_kept_tok_s": tokens / kept_s,

@@ -115,22 +115,30 @@ def own_process_lines(runs, configs) -> list[str]:
 # The paired rule (BENCHMARKS.md, question 16): at least this many runs on a quiet machine, each
 # with its 95% paired interval above 1.00.
 PAIRED_MIN_QUIET_RUNS = 2
-BASELINES = (("", "PyTorch as shipped"), ("_vs_torch_kept", "PyTorch with jaxlvlm's setting"))
+BASELINES = (("torch", "PyTorch as shipped"), ("torch_kept", "PyTorch with jaxlvlm's setting"))
 
 
-def paired_verdict(rows: list[dict], suffix: str = "") -> str:
-    """The paired rule over one config's runs against one baseline: 'met' when at least
-    PAIRED_MIN_QUIET_RUNS runs had a quiet machine and every quiet run's interval lies above 1.00;
-    'not met' when a quiet run's interval lies below 1.00; else 'undecided' (with why)."""
-    quiet = [r for r in rows if r.get("machine_quiet")]
-    lows = [r[f"paired_ci{suffix}"][0] for r in quiet]
-    highs = [r[f"paired_ci{suffix}"][1] for r in quiet]
-    if any(h < 1.0 for h in highs):
+def paired(row: dict, side: str) -> dict:
+    """The paired ratio of PyTorch side ``side`` to jaxlvlm in one run, from the run's raw block
+    medians (train_step.paired_ratio: the geometric mean, its 95% interval, the rounds won)."""
+    from tools.bench.train_step import paired_ratio
+
+    medians = row["block_medians_s"]
+    return paired_ratio(medians[side], medians["jax"], "")
+
+
+def paired_verdict(results: list[tuple[bool, dict]]) -> str:
+    """The paired rule over one config's runs against one baseline, given (machine quiet, paired
+    result) per run: 'met' when at least PAIRED_MIN_QUIET_RUNS runs had a quiet machine and every
+    quiet run's interval lies above 1.00; 'not met' when a quiet run's interval lies below 1.00;
+    else 'undecided' (with why)."""
+    intervals = [p["paired_ci"] for quiet, p in results if quiet]
+    if any(high < 1.0 for _, high in intervals):
         return "not met (a quiet run's interval lies below 1.00)"
-    if len(quiet) < PAIRED_MIN_QUIET_RUNS:
-        return f"undecided ({len(quiet)} quiet runs, {PAIRED_MIN_QUIET_RUNS} needed)"
-    if all(low > 1.0 for low in lows):
-        return f"met ({len(quiet)} quiet runs, every interval above 1.00)"
+    if len(intervals) < PAIRED_MIN_QUIET_RUNS:
+        return f"undecided ({len(intervals)} quiet runs, {PAIRED_MIN_QUIET_RUNS} needed)"
+    if all(low > 1.0 for low, _ in intervals):
+        return f"met ({len(intervals)} quiet runs, every interval above 1.00)"
     return "undecided (a quiet run's interval contains 1.00)"
 
 
@@ -145,24 +153,25 @@ def paired_lines(runs, configs) -> list[str]:
         if not rows:
             continue
         out.append("")
+        sides = [(s, label) for s, label in BASELINES
+                 if all(s in r["block_medians_s"] for _, r in rows)]  # fmt: skip
         for name, r in rows:
-            load = "quiet" if r.get("machine_quiet") else "loaded"
-            parts = [
-                f"{label} {r[f'paired_speedup{sfx}']:.3f}x [{r[f'paired_ci{sfx}'][0]:.3f}-"
-                f"{r[f'paired_ci{sfx}'][1]:.3f}], faster in {r[f'round_wins{sfx}']} of "
-                f"{r['rounds']} rounds"
-                for sfx, label in BASELINES
-                if f"paired_speedup{sfx}" in r
-            ]
+            load = "quiet" if r["machine_quiet"] else "loaded"
+            parts = []
+            for side, label in sides:
+                p = paired(r, side)
+                parts.append(
+                    f"{label} {p['paired_speedup']:.3f}x [{p['paired_ci'][0]:.3f}-"
+                    f"{p['paired_ci'][1]:.3f}], faster in {p['round_wins']} of {r['rounds']} rounds"
+                )
             out.append(
                 f"- {name} {c}, {r['rounds']} rounds of {r['steps_per_block']} steps, machine "
                 f"{load} (others' CPU {100 * r['machine']['others_share']:.1f}%): paired ratio "
                 "against " + "; against ".join(parts) + "."
             )
-        for sfx, label in BASELINES:
-            if all(f"paired_speedup{sfx}" in r for _, r in rows):
-                verdict = paired_verdict([r for _, r in rows], sfx)
-                out.append(f"- {c}, paired rule against {label}: {verdict}.")
+        for side, label in sides:
+            verdict = paired_verdict([(r["machine_quiet"], paired(r, side)) for _, r in rows])
+            out.append(f"- {c}, paired rule against {label}: {verdict}.")
     return out
 
 
