@@ -21,6 +21,7 @@ TABLES_RUNS = _runs("train_step_zen4_vjp")  # with the RoPE tables (question 11)
 HOST_MEMORY_RUNS = _runs("train_step_zen4_host_memory")  # and kept host memory (questions 12, 14)
 OWN_PROCESS_RUNS = _runs("train_step_zen4_own_process")  # PyTorch in its own process (question 15)
 PAIRED_RUNS = _runs("train_step_zen4_paired")  # ten paired rounds per run (question 16)
+REPLICATION_RUNS = _runs("train_step_zen4_paired_replication")  # question 17
 
 
 def test_invalid_runs_are_left_out_and_listed():
@@ -43,10 +44,12 @@ def test_benchmarks_and_readme_hold_the_generated_tables():
             ("train-step-zen4-host-memory", HOST_MEMORY_RUNS),
             ("train-step-zen4-own-process", OWN_PROCESS_RUNS),
             ("train-step-zen4-paired", PAIRED_RUNS),
+            ("train-step-zen4-paired-replication", REPLICATION_RUNS),
         ],
         "README.md": [
             ("train-step-layouts", LAYOUT_RUNS),
             ("train-step-zen4-paired", PAIRED_RUNS),
+            ("train-step-zen4-paired-replication", REPLICATION_RUNS),
         ],
     }
     for doc, wanted in blocks.items():
