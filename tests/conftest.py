@@ -42,4 +42,17 @@ def compile_cache_for_the_run(tmp_path_factory):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     compilation_cache.reset_cache()  # in case this process decided on 'no cache' already
+    # The same cache for the processes tests start (python -m jaxlvlm.main runs, the multihost
+    # workers): JAX reads these at import. A process that sets its own cache (a Flower site, a
+    # run's config) still wins over them.
+    env = {"JAX_COMPILATION_CACHE_DIR": directory,
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}  # fmt: skip
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     yield directory
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
