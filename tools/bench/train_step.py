@@ -6,11 +6,12 @@ global-norm clipping. Reports tokens/s of each, their ratio, and jaxlvlm's model
 against this machine's measured fp32 matmul peak (measured in the same run).
 
 python -m tools.bench train_step --configs tiny,small,medium [--iters 5] [--loss-chunk 64]
-    [--torch-process own|shared] [--torch-kept-memory] [--out bench_results/train_step.json]
+    [--rounds 2] [--torch-process own|shared] [--torch-kept-memory]
+    [--out bench_results/train_step.json]
 
 PyTorch runs in its own worker process by default (tools/bench/torch_worker.py), timed in blocks
 interleaved with jaxlvlm's, so each framework has its own process and allocator as its users run
-it. --torch-process shared runs it in this process instead (how runs before 2026-12-07 18:00 UTC
+it. --torch-process shared runs it in this process instead (how runs before 2026-12-07 18:40 UTC
 were taken: PyTorch then shared jaxlvlm's allocator arena and host-memory setting).
 --torch-kept-memory adds a side: PyTorch in a second worker with jaxlvlm's host-memory setting
 (jaxlvlm/host_memory.py) applied, reported as torch_kept_* columns and speedup_vs_torch_kept.

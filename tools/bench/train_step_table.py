@@ -89,7 +89,7 @@ def table(paths: list[str]) -> list[str]:
 
 
 def own_process_lines(runs, configs) -> list[str]:
-    """Where PyTorch ran (runs from 2026-12-07 18:00 UTC record it: tools/bench/torch_worker.py),
+    """Where PyTorch ran (runs from 2026-12-07 18:40 UTC record it: tools/bench/torch_worker.py),
     and, for runs with the --torch-kept-memory side, per config the ratio against PyTorch in its
     own process with jaxlvlm's host-memory setting (median [range] over the valid runs)."""
     where = sorted({r["torch_process"] for _, run in runs for r in run["rows"]
