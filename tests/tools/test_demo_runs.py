@@ -59,8 +59,15 @@ def test_table_pairs_seeds_and_summarises_each_setting():
     assert lines[-1].startswith("4 runs of 10 steps, 100-101 s each")
 
 
-def test_readme_holds_the_generated_demo_block():
+@pytest.mark.parametrize(
+    "block, folder",
+    [("demo-seeds", D.DEFAULT_DIR),
+     ("demo-seeds-current", os.path.join(D.ROOT, "docs", "demo_runs", "current"))],
+)  # fmt: skip
+def test_readme_holds_the_generated_demo_block(block, folder):
     text = open(os.path.join(D.ROOT, "README.md")).read()
-    want = "\n".join(D.table(D.load(D.DEFAULT_DIR)))
-    begin, end = markers("demo-seeds", D.TOOL)
-    assert f"{begin}\n{want}\n{end}" in text, "rerun python tools/demo_runs.py render --write"
+    want = "\n".join(D.table(D.load(folder)))
+    begin, end = markers(block, D.TOOL)
+    assert f"{begin}\n{want}\n{end}" in text, (
+        f"rerun python tools/demo_runs.py render --dir {folder} --block {block} --write"
+    )
