@@ -25,9 +25,7 @@ class KernelCost:
         before = resource.getrusage(resource.RUSAGE_SELF)
         yield
         after = resource.getrusage(resource.RUSAGE_SELF)
-        self.faults += after.ru_minflt - before.ru_minflt
-        self.system_s += after.ru_stime - before.ru_stime
-        self.steps += steps
+        self.add(after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime, steps)
 
     def add(self, faults: int, system_s: float, steps: int) -> None:
         """Counts a block measured elsewhere (a worker process reports its own)."""

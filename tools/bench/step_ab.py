@@ -53,6 +53,14 @@ def paired_speedup(ref: list[float], var: list[float], seed: int = 0) -> tuple[f
     return float(np.exp(logs.mean())), float(np.exp(low)), float(np.exp(high))
 
 
+def interval_side(low: float, high: float) -> str:
+    """Where a speed-up's interval lies against 1 (no change): 'above', 'below' or 'contains'.
+    The one reading of a paired interval that every benchmark rule here shares."""
+    if low > 1.0:
+        return "above"
+    return "below" if high < 1.0 else "contains"
+
+
 def parse_variant(text: str) -> dict:
     """'attention_query_blocks=4,remat_text=dots' -> {'attention_query_blocks': 4, ...}; 'default'
     or '' -> {}. Values are Python literals where they parse as one, strings otherwise."""
@@ -79,7 +87,7 @@ def verdict(row: dict, rule: str = "wins") -> str:
         failed.append("slower than the reference" if row["vs_reference"] < 1 else "under 2% faster")
     if rule == "wins" and row["round_wins"] < ADOPT_ROUND_WINS * row["rounds"]:
         failed.append(f"faster in {row['round_wins']} of {row['rounds']} rounds")
-    if rule == "paired" and not row["paired_ci"][0] > 1.0:
+    if rule == "paired" and interval_side(*row["paired_ci"]) != "above":
         failed.append("paired interval reaches 1")
     if row["max_loss_diff"] > ADOPT_LOSS_DIFF:
         failed.append(f"losses differ by {row['max_loss_diff']:.1e}")

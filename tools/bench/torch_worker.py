@@ -38,7 +38,6 @@ class TorchWorker:
     """Parent-side handle of one worker process; ``with TorchWorker() as w: w.build(...)``."""
 
     def __init__(self, keep_host_memory: bool = False):
-        self.keep_host_memory = keep_host_memory
         cmd = [sys.executable, "-m", "tools.bench.torch_worker"]
         if keep_host_memory:
             cmd.append("--keep-host-memory")

@@ -346,9 +346,6 @@ def torch_sides(process: str, kept_memory: bool):
             if kept_memory:
                 sides["torch_kept"] = stack.enter_context(TorchWorker(keep_host_memory=True))
         else:
-            import torch
-
-            torch.set_num_threads(max(1, torch.get_num_threads()))
             sides = {"torch": stack.enter_context(TorchSide())}
         yield sides
 

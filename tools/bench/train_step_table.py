@@ -19,6 +19,7 @@ import numpy as np
 
 from tools.bench.common import ROOT
 from tools.bench.host import on_host, one_host
+from tools.bench.step_ab import interval_side
 from tools.method_bench.readme_blocks import show_block
 
 TOOL = "python -m tools.bench train_step_table"
@@ -132,13 +133,13 @@ def paired_verdict(results: list[tuple[bool, dict]]) -> str:
     result) per run: 'met' when at least PAIRED_MIN_QUIET_RUNS runs had a quiet machine and every
     quiet run's interval lies above 1.00; 'not met' when a quiet run's interval lies below 1.00;
     else 'undecided' (with why)."""
-    intervals = [p["paired_ci"] for quiet, p in results if quiet]
-    if any(high < 1.0 for _, high in intervals):
+    sides = [interval_side(*p["paired_ci"]) for quiet, p in results if quiet]
+    if "below" in sides:
         return "not met (a quiet run's interval lies below 1.00)"
-    if len(intervals) < PAIRED_MIN_QUIET_RUNS:
-        return f"undecided ({len(intervals)} quiet runs, {PAIRED_MIN_QUIET_RUNS} needed)"
-    if all(low > 1.0 for low, _ in intervals):
-        return f"met ({len(intervals)} quiet runs, every interval above 1.00)"
+    if len(sides) < PAIRED_MIN_QUIET_RUNS:
+        return f"undecided ({len(sides)} quiet runs, {PAIRED_MIN_QUIET_RUNS} needed)"
+    if all(side == "above" for side in sides):
+        return f"met ({len(sides)} quiet runs, every interval above 1.00)"
     return "undecided (a quiet run's interval contains 1.00)"
 
 
@@ -155,11 +156,13 @@ def paired_lines(runs, configs) -> list[str]:
         out.append("")
         sides = [(s, label) for s, label in BASELINES
                  if all(s in r["block_medians_s"] for _, r in rows)]  # fmt: skip
-        for name, r in rows:
+        # Each run's bootstrap once per side, for its line and for the verdict.
+        results = {side: [paired(r, side) for _, r in rows] for side, _ in sides}
+        for i, (name, r) in enumerate(rows):
             load = "quiet" if r["machine_quiet"] else "loaded"
             parts = []
             for side, label in sides:
-                p = paired(r, side)
+                p = results[side][i]
                 parts.append(
                     f"{label} {p['paired_speedup']:.3f}x [{p['paired_ci'][0]:.3f}-"
                     f"{p['paired_ci'][1]:.3f}], faster in {p['round_wins']} of {r['rounds']} rounds"
@@ -170,7 +173,8 @@ def paired_lines(runs, configs) -> list[str]:
                 "against " + "; against ".join(parts) + "."
             )
         for side, label in sides:
-            verdict = paired_verdict([(r["machine_quiet"], paired(r, side)) for _, r in rows])
+            quiet = [r["machine_quiet"] for _, r in rows]
+            verdict = paired_verdict(list(zip(quiet, results[side], strict=True)))
             out.append(f"- {c}, paired rule against {label}: {verdict}.")
     return out
 

@@ -30,7 +30,7 @@ from tools.bench.common import BENCH_CONFIGS, print_table, write_json
 from tools.bench.host import host_key, on_host
 from tools.bench.quiet import OthersMonitor
 from tools.bench.render_block import add_render_args, render
-from tools.bench.step_ab import paired_speedup
+from tools.bench.step_ab import interval_side, paired_speedup
 
 TOOL = "python -m tools.bench xla_cpu_flags --render"
 # the adoption rule of BENCHMARKS' plan: a flag set must be at least this much faster ...
@@ -125,9 +125,11 @@ def verdict(row: dict, default: dict, rule: str = "ranges") -> str:
     if row["vs_default"] < ADOPT_SPEEDUP:
         failed.append("slower than the default" if row["vs_default"] < 1 else "under 5% faster")
     if rule == "paired":
-        low, high = row["paired_ci"]
-        if not low > 1.0:
-            failed.append("paired interval below 1" if high < 1.0 else "paired interval reaches 1")
+        side = interval_side(*row["paired_ci"])
+        if side != "above":
+            failed.append(
+                "paired interval below 1" if side == "below" else "paired interval reaches 1"
+            )
     else:
         (low, high), (default_low, default_high) = _range(row), _range(default)
         if low <= default_high and high >= default_low:
